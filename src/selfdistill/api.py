@@ -1,8 +1,9 @@
 """The Python API: the same operations as the CLI, taking the same options as keyword arguments.
 
-    from selfdistill import distill, generate
+    from selfdistill import distill, generate, train
     rows = generate(["Name three primes."], max_new_tokens=32)
     summary = distill("train.json", out="distilled.jsonl", recipe="gsm8k")
+    run = train("distilled.jsonl", out="runs/sdft", recipe="gsm8k")
 """
 
 from __future__ import annotations
@@ -45,3 +46,13 @@ def select(data: str, *, out: str, **options) -> BuildSummary:
     from selfdistill.methods.s3ft import SelectConfig, run_select
 
     return run_select(SelectConfig(data=data, out=out, **options))
+
+
+def train(data: str, *, out: str, **options):
+    """Fine-tune the seed model on `data` (LoRA by default, `full=True` for every weight); returns a `TrainSummary`.
+
+    `options` are `TrainConfig` fields (model, recipe, lora_r, lr, epochs, max_steps, batch_size, ...).
+    """
+    from selfdistill.training import TrainConfig, run_train
+
+    return run_train(TrainConfig(data=data, out=out, **options))

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Sequence
 
 from selfdistill.errors import SelfDistillError
+from selfdistill.models.heads import split_lm_head
 
 HEAD_CHUNK = 1024  # response positions projected onto the vocabulary at once (a 49k vocab: 200 MB fp32)
 
@@ -52,7 +53,8 @@ def score_tokens(
     device = next(model.parameters()).device
     results: list[tuple[float, int]] = [(math.nan, 0)] * len(encoded)
     with torch.inference_mode():
-        split = _split_head(model, encoded[order[-1]], device)
+        shortest = encoded[order[-1]]
+        split = split_lm_head(model, shortest[0] + shortest[1], device)
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             sums = _score_batch(model, [encoded[i] for i in batch], device, split)
@@ -62,23 +64,6 @@ def score_tokens(
             if on_batch is not None:
                 on_batch(len(batch))
     return results
-
-
-def _split_head(model, pair: tuple[list[int], list[int]], device):
-    """(decoder, lm_head) when logits are exactly lm_head(decoder hidden states), else None.
-
-    Checked against the model's own forward on a short sequence, so heads that do more than a
-    linear layer (Gemma 2's logit softcapping, Cohere's logit scale) use the model's forward.
-    """
-    import torch
-
-    decoder, head = getattr(model, "model", None), getattr(model, "lm_head", None)
-    if not isinstance(decoder, torch.nn.Module) or not isinstance(head, torch.nn.Module):
-        return None
-    ids = torch.tensor([(pair[0] + pair[1])[:32]], device=device)
-    reference = model(input_ids=ids, use_cache=False).logits[0].float()
-    ours = head(decoder(input_ids=ids, use_cache=False).last_hidden_state[0]).float()
-    return (decoder, head) if torch.allclose(ours, reference, rtol=1e-3, atol=1e-3) else None
 
 
 def _score_batch(model, pairs, device, split) -> list[float]:

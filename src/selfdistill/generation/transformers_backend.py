@@ -21,17 +21,7 @@ import torch
 from selfdistill.errors import SelfDistillError
 from selfdistill.generation.base import Completion, GenerationBackend
 from selfdistill.generation.config import DecodingConfig
-
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def bf16_supported(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
-    return False
-
+from selfdistill.models.precision import PRECISIONS, bf16_supported
 
 class TransformersBackend(GenerationBackend):
     name = "transformers"

@@ -1,0 +1,134 @@
+"""Parameter shift: how far fine-tuning moved the weights from the seed's.
+
+For every changed weight matrix W (the seed's) and its update dW, reports ||dW||_F, ||W||_F and
+their ratio; totals are over all changed weights. A LoRA update is dW = scale * B @ A, computed
+by PEFT itself (so rsLoRA, rank and alpha patterns and fan-in-fan-out layers are handled as PEFT
+applies them); a full fine-tune is compared tensor by tensor with the seed.
+
+    report = parameter_shift("smollm2-135m-instruct", "runs/sdft")   # a LoRA or a full run's folder
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from selfdistill.errors import SelfDistillError
+from selfdistill.models import DEFAULT_MODEL
+from selfdistill.versions import package_versions
+
+
+@dataclass
+class WeightShift:
+    name: str
+    delta_norm: float  # ||dW||_F
+    weight_norm: float  # ||W||_F of the seed's weight
+
+    @property
+    def relative(self) -> float:
+        return self.delta_norm / self.weight_norm if self.weight_norm else math.inf
+
+
+@dataclass
+class ShiftReport:
+    model: str
+    adapter: str
+    kind: str  # "lora" or "full"
+    weights: list[WeightShift] = field(default_factory=list)
+
+    @property
+    def total(self) -> WeightShift:
+        return _combine("total", self.weights)
+
+    def by_kind(self) -> list[WeightShift]:
+        """Totals per kind of weight (q_proj, v_proj, ... ; the name without layer numbers)."""
+        groups = defaultdict(list)
+        for weight in self.weights:
+            groups[_kind(weight.name)].append(weight)
+        return [_combine(kind, members) for kind, members in sorted(groups.items())]
+
+    def to_dict(self) -> dict:
+        def row(w: WeightShift) -> dict:
+            return {**asdict(w), "relative": w.relative}
+
+        return {"model": self.model, "adapter": self.adapter, "kind": self.kind, "versions": package_versions(),
+                "total": row(self.total), "by_kind": [row(w) for w in self.by_kind()],
+                "weights": [row(w) for w in self.weights]}  # fmt: skip
+
+
+def parameter_shift(model: str = DEFAULT_MODEL, adapter: str | Path = ".", seed_model=None) -> ShiftReport:
+    """Shift of the run in `adapter` (a PEFT adapter folder, or a full model folder) from seed `model`.
+
+    `seed_model` may pass the seed already loaded (fp32); it is not modified.
+    """
+    import torch
+
+    adapter = Path(adapter)
+    if not adapter.is_dir():
+        raise SelfDistillError(f"--adapter {adapter}: no such directory")
+    if seed_model is None:
+        from selfdistill.models import load_model
+
+        seed_model, _ = load_model(model, device="cpu", dtype=torch.float32)
+    is_lora = (adapter / "adapter_config.json").is_file()
+    if not is_lora and not (adapter / "config.json").is_file():
+        raise SelfDistillError(f"--adapter {adapter} holds neither a PEFT adapter (adapter_config.json) "
+                               "nor a model (config.json)")  # fmt: skip
+    weights = _lora_shift(seed_model, adapter) if is_lora else _full_shift(seed_model, adapter)
+    if not weights:
+        raise SelfDistillError(f"--adapter {adapter}: no weight of it matches the seed model '{model}'")
+    return ShiftReport(model, str(adapter), "lora" if is_lora else "full", weights)
+
+
+def _lora_shift(seed_model, adapter: Path) -> list[WeightShift]:
+    import copy
+
+    import torch
+    from peft import PeftModel
+    from peft.tuners.lora import LoraLayer
+
+    peft_model = PeftModel.from_pretrained(copy.deepcopy(seed_model), adapter)
+    shifts = []
+    with torch.no_grad():
+        for name, module in peft_model.base_model.model.named_modules():
+            if isinstance(module, LoraLayer):
+                for adapter_name in module.active_adapters:
+                    delta = module.get_delta_weight(adapter_name).float()
+                    base = module.get_base_layer().weight.float()
+                    shifts.append(WeightShift(f"{name}.weight", float(delta.norm()), float(base.norm())))
+    return shifts
+
+
+def _full_shift(seed_model, folder: Path) -> list[WeightShift]:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        tuned = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    except (OSError, ValueError) as err:
+        raise SelfDistillError(f"--adapter {folder}: cannot load the model: {str(err).splitlines()[0]}") from err
+    seed_params = dict(seed_model.named_parameters())  # tied weights appear once
+    shifts = []
+    with torch.no_grad():
+        for name, tuned_param in tuned.named_parameters():
+            seed_param = seed_params.get(name)
+            if seed_param is None or seed_param.shape != tuned_param.shape:
+                raise SelfDistillError(f"--adapter {folder}: weight {name} does not match the seed model")
+            delta = (tuned_param.float() - seed_param.float()).norm()
+            shifts.append(WeightShift(name, float(delta), float(seed_param.float().norm())))
+    return shifts
+
+
+def _combine(name: str, weights: list[WeightShift]) -> WeightShift:
+    return WeightShift(name, math.sqrt(sum(w.delta_norm**2 for w in weights)),
+                       math.sqrt(sum(w.weight_norm**2 for w in weights)))  # fmt: skip
+
+
+def _kind(name: str) -> str:
+    """model.layers.3.self_attn.q_proj.weight -> self_attn.q_proj.weight"""
+    parts = name.split(".")
+    numbered = [i for i, part in enumerate(parts) if re.fullmatch(r"\d+", part)]
+    return ".".join(parts[numbered[-1] + 1 :]) if numbered else name
