@@ -65,7 +65,7 @@ class OptimizerOptions:
     grad_accum: int = field(default=4, metadata={"help": "Forward passes per optimizer step; rows per step = "
                                                          "batch_size x grad_accum x processes."})
     pass_tokens: int | None = field(default=None, metadata={"help": "Most padded tokens in one forward pass; a "
-                                    "longer pass is split (the same update, less memory). Default: 2048 on CPU, "
+                                    "longer pass is split (the same update, less memory). Default: 1024 on CPU, "
                                     "no limit on GPUs."})
 
     def __post_init__(self):
