@@ -104,7 +104,7 @@ def main():
             figures[figure["name"]] = figure
     print(f"\n{args.rows} GSM8K rows, 1 epoch, LoRA r=8 q_proj/v_proj, batch {args.batch_size}, max length "
           f"{args.max_length}, model {args.model}\n")  # fmt: skip
-    print(f"| trainer | steps | tokens | seconds | tokens/s | first loss | last loss | peak RSS |")
+    print("| trainer | steps | tokens | seconds | tokens/s | first loss | last loss | peak RSS |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for f in figures.values():
         print(f"| {f['name']} | {f['steps']} | {f['tokens']} | {f['seconds']:.1f} | {f['tokens'] / f['seconds']:.1f} "

@@ -62,3 +62,30 @@ def test_bf16_weights_generate(embedded):
     completion = generate([prompt], backend, DecodingConfig(max_new_tokens=16))[0]
     assert "Paris" in completion.text
     assert backend.fingerprint.endswith(":bf16")
+
+
+def test_lora_training_lowers_the_loss_and_the_merged_model_generates(embedded, tmp_path):
+    import json
+
+    from selfdistill.training import TrainConfig, run_train
+    from selfdistill.training.shift import parameter_shift
+
+    _, (seed, _) = embedded
+    rows = [{"question": f"Tom has {n} apples and buys {n + 3} more. How many apples does he have?",
+             "answer": f"Tom has {n} + {n + 3} = {2 * n + 3} apples.\n#### {2 * n + 3}"} for n in range(2, 10)]
+    data = tmp_path / "math.json"
+    data.write_text(json.dumps(rows))
+    out = tmp_path / "run"
+    # one step per epoch over the same 8 rows: the loss must fall
+    summary = run_train(TrainConfig(data=str(data), recipe="gsm8k", out=str(out), batch_size=8, grad_accum=1,
+                                    epochs=6, lr=3e-3, warmup_ratio=0.0, merge=True))  # fmt: skip
+    losses = [json.loads(line)["loss"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert len(losses) == 6 and losses[-1] < 0.8 * losses[0]
+    assert summary.trainable_params == 460_800  # r=8 on q_proj (576x576) and v_proj (576x192), 30 layers
+
+    backend = TransformersBackend(str(out / "merged"), precision="fp32")
+    [completion] = generate(["Tom has 4 apples and buys 7 more. How many apples does he have?"], backend,
+                            DecodingConfig(max_new_tokens=24), batch_size=1)  # fmt: skip
+    assert completion.num_tokens > 0 and completion.text.strip()
+    shift = parameter_shift("smollm2-135m-instruct", out, seed_model=seed)
+    assert shift.kind == "lora" and len(shift.weights) == 60 and 0 < shift.total.relative < 0.1

@@ -14,7 +14,6 @@ import torch.utils.checkpoint
 
 from selfdistill.training.rows import TrainRow
 
-
 HEAD_CHUNK = 1024  # loss positions projected onto the vocabulary at once
 
 

@@ -87,12 +87,13 @@ def save_weights(model, state_dict: dict, tokenizer, out: Path) -> None:
 def merge_adapter(seed_path: str, adapter_dir: Path, out: Path) -> None:
     """`out`: the seed model (in its stored precision) with the adapter's update merged in."""
     import torch
-    from peft import PeftModel
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from selfdistill.training.adapters import load_adapter
 
     stored = AutoConfig.from_pretrained(seed_path).dtype
     stored = stored if isinstance(stored, torch.dtype) else torch.float32
     base = AutoModelForCausalLM.from_pretrained(seed_path, dtype=torch.float32)
-    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()  # merge in fp32, then store
+    merged = load_adapter(base, adapter_dir).merge_and_unload()  # merge in fp32, then store
     merged.to(stored).save_pretrained(out, safe_serialization=True)
     AutoTokenizer.from_pretrained(adapter_dir).save_pretrained(out)

@@ -87,10 +87,11 @@ def _lora_shift(seed_model, adapter: Path) -> list[WeightShift]:
     import copy
 
     import torch
-    from peft import PeftModel
     from peft.tuners.lora import LoraLayer
 
-    peft_model = PeftModel.from_pretrained(copy.deepcopy(seed_model), adapter)
+    from selfdistill.training.adapters import load_adapter
+
+    peft_model = load_adapter(copy.deepcopy(seed_model), adapter)
     shifts = []
     with torch.no_grad():
         for name, module in peft_model.base_model.model.named_modules():

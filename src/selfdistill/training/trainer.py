@@ -16,7 +16,6 @@ import contextlib
 import math
 import shutil
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,7 +31,13 @@ from selfdistill.training.checkpoint import (
     save_checkpoint,
 )
 from selfdistill.training.config import TrainConfig
-from selfdistill.training.rows import EncodeReport, TrainRow, encode_rows, epoch_steps, micro_batches
+from selfdistill.training.rows import (
+    EncodeReport,
+    TrainRow,
+    encode_rows,
+    epoch_steps,
+    micro_batches,
+)
 from selfdistill.versions import package_versions
 
 # A LoRA pass on the embedded model holds ~0.7 MB of activations per token. 1024-token passes kept
@@ -241,14 +246,9 @@ def _prepare_model(config: TrainConfig, source, bf16: bool, device, sample: Trai
     if config.full:
         model.requires_grad_(True)
     else:
-        from peft import get_peft_model
+        from selfdistill.training.adapters import attach_lora
 
-        try:
-            with warnings.catch_warnings():  # peft still asks for transformers' deprecated attribute
-                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
-                model = get_peft_model(model, config.peft_config())
-        except ValueError as err:  # e.g. target modules the architecture does not have
-            raise SelfDistillError(f"LoRA: {str(err).splitlines()[0]}") from err
+        model = attach_lora(model, config.peft_config())
     return model, tokenizer
 
 
