@@ -121,6 +121,8 @@ def test_steps_cover_every_row_once_per_epoch_and_processes_split_them_evenly(ti
     assert len(capped[0]) == len(capped[1]) == 2
     assert all(len(batch) * max(len(rows[i].ids) for i in batch) <= 2 * longest for p in capped for batch in p)
     assert sorted(i for passes in capped for batch in passes for i in batch) == sorted(full)
+    alone = micro_batches(full, rows, batch_size=8, world_size=1, rank=0, pass_tokens=3 * longest)
+    assert [len(batch) for batch in alone] == [3, 3, 2]  # no empty pass on a single process
 
 
 # --- training runs -----------------------------------------------------------------------------
@@ -168,7 +170,7 @@ def test_full_run_learns_and_writes_a_plain_transformers_model(tmp_path, data_fi
 
     report = parameter_shift(str(tiny_model_dir), out)
     seed = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    expected = sum(((a - b) ** 2).sum() for a, b in zip(model.parameters(), seed.parameters())) ** 0.5
+    expected = sum(((a - b) ** 2).sum() for a, b in zip(model.parameters(), seed.parameters())).detach() ** 0.5
     assert report.kind == "full" and report.total.delta_norm == pytest.approx(float(expected), rel=1e-4)
 
 
@@ -252,13 +254,50 @@ def test_kill_9_then_resume_ends_on_the_same_loss_curve(tmp_path, data_file, tin
     assert summary["resumed_from_step"] >= 20
 
 
-def test_resume_refuses_changed_training_options(tmp_path, data_file, tiny_model_dir):
+def test_resume_refuses_changed_options_data_or_process_count(tmp_path, data_file, tiny_model_dir):
     out = tmp_path / "run"
-    out.mkdir()
-    run_dir_config = config(data_file, tiny_model_dir, out)
-    (out / "train_config.json").write_text(json.dumps({"identity": run_dir_config.identity()}))
-    with pytest.raises(SelfDistillError, match="these options differ from the run's: lr"):
-        run_train(config(data_file, tiny_model_dir, out, lr=1e-3, resume=True))
+    broken = {"full": True, "lr": 1e30, "warmup_ratio": 0.0, "save_steps": 1}  # checkpoint at step 1, NaN at 2
+    with pytest.raises(SelfDistillError, match="training stopped at step 2"):
+        run_train(config(data_file, tiny_model_dir, out, **broken))
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-000001"]
+    with pytest.raises(SelfDistillError, match="holds an unfinished run .its last checkpoint is step-000001"):
+        run_train(config(data_file, tiny_model_dir, out, **broken))
+    with pytest.raises(SelfDistillError, match="changed since the run started: lr;"):
+        run_train(config(data_file, tiny_model_dir, out, **{**broken, "lr": 1e-3}, resume=True))
+    other_rows = tmp_path / "other.json"
+    other_rows.write_text(json.dumps([{"instruction": e.instruction, "output": "changed"} for e in examples(48)]))
+    with pytest.raises(SelfDistillError, match=r"changed since the run started: data, the training rows"):
+        run_train(config(other_rows, tiny_model_dir, out, **broken, resume=True))
+    state = out / "checkpoints" / "step-000001" / "state.json"
+    state.write_text(json.dumps({**json.loads(state.read_text()), "processes": 2}))
+    with pytest.raises(SelfDistillError, match="was written by 2 processes; resume with the same number"):
+        run_train(config(data_file, tiny_model_dir, out, **broken, resume=True))
+
+
+def test_out_must_be_a_folder_and_overwrite_never_deletes_its_own_inputs(tmp_path, data_file, tiny_model_dir):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(SelfDistillError, match="is a file, not a directory"):
+        run_train(config(data_file, tiny_model_dir, a_file))
+    out = tmp_path / "run"
+    run_train(config(data_file, tiny_model_dir, out, max_steps=1, merge=True))
+    with pytest.raises(SelfDistillError, match="--model .*merged lies inside --out .*which --overwrite would delete"):
+        run_train(config(data_file, out / "merged", out, max_steps=1, overwrite=True))
+    assert (out / "merged" / "config.json").is_file()
+
+
+def test_shift_params_names_a_seed_that_does_not_fit(tmp_path, data_file, tiny_model_dir, tiny_tokenizer):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    out = tmp_path / "run"
+    run_train(config(data_file, tiny_model_dir, out, max_steps=1))
+    assert parameter_shift(None, out).model == str(tiny_model_dir)  # the seed recorded in train_config.json
+    other = tmp_path / "other-seed"
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tiny_tokenizer), hidden_size=64, intermediate_size=64,
+                                 num_hidden_layers=2, num_attention_heads=4)).save_pretrained(other)  # fmt: skip
+    tiny_tokenizer.save_pretrained(other)
+    with pytest.raises(SelfDistillError, match="does not fit the seed model .*pass the seed it was trained from"):
+        parameter_shift(str(other), out)
 
 
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path, tiny_model_dir):

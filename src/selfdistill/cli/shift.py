@@ -17,7 +17,8 @@ from selfdistill.progress import console
 @dataclass(kw_only=True)
 class ShiftConfig:
     adapter: str = field(metadata={"help": "A training run's folder: a PEFT adapter or full weights."})
-    model: str = field(default=DEFAULT_MODEL, metadata={"help": "The seed model the run started from."})
+    model: str | None = field(default=None, metadata={"help": "The seed model the run started from (default: the "
+                                                              f"one its train_config.json records, else {DEFAULT_MODEL})."})
     top: int = field(default=10, metadata={"help": "Show the N weights that moved most (relative)."})
     out: str | None = field(default=None, metadata={"help": "Write the full report (every weight) as JSON."})
 
@@ -41,7 +42,7 @@ def _run(config: ShiftConfig) -> int:
 
     report = parameter_shift(config.model, config.adapter)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
-                  title=escape(f"Parameter shift of {config.adapter} ({report.kind}) from {config.model}"))
+                  title=escape(f"Parameter shift of {config.adapter} ({report.kind}) from {report.model}"))
     for name, justify in (("weights", "left"), ("||dW||", "right"), ("||W||", "right"), ("||dW||/||W||", "right")):
         table.add_column(name, justify=justify)
     rows = [report.total, *report.by_kind()]

@@ -10,6 +10,7 @@ it is recomputed from the seed.
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 from dataclasses import dataclass
@@ -39,16 +40,16 @@ class RunDirectory:
         found = folder.glob("step-*") if folder.is_dir() else []
         return sorted((p for p in found if (p / "state.json").is_file()), key=lambda p: p.name)
 
-    def prepare(self, *, resume: bool, overwrite: bool, identity: dict) -> Path | None:
+    def prepare(self, *, resume: bool, overwrite: bool) -> Path | None:
         """Check what the folder holds against the flags; returns the checkpoint to resume from, if any.
 
         A finished run is never replaced without --overwrite, an unfinished one never restarted
         without --resume or --overwrite, and a folder holding anything else is never touched.
         """
+        if self.path.exists() and not self.path.is_dir():
+            raise SelfDistillError(f"--out {self.path} is a file, not a directory")
         if not self.path.exists() or not any(self.path.iterdir()):
             return None
-        if not self.path.is_dir():
-            raise SelfDistillError(f"--out {self.path} is a file, not a directory")
         if not (self.path / CONFIG_FILE).is_file():
             raise SelfDistillError(f"--out {self.path} is not empty and holds no selfdistill training run; "
                                    "choose an empty or new directory")  # fmt: skip
@@ -62,15 +63,26 @@ class RunDirectory:
             where = f"its last checkpoint is {latest.name}" if latest else "it has no checkpoint yet"
             raise SelfDistillError(f"--out {self.path} holds an unfinished run ({where}); pass --resume to continue "
                                    "it or --overwrite to start over")  # fmt: skip
-        saved = json.loads((self.path / CONFIG_FILE).read_text(encoding="utf-8")).get("identity")
-        if saved != identity:
-            changed = sorted(k for k in set(saved or {}) | set(identity) if (saved or {}).get(k) != identity.get(k))
-            raise SelfDistillError(f"cannot resume {self.path}: these options differ from the run's: "
-                                   f"{', '.join(changed)}; use the original values or --overwrite")  # fmt: skip
         return latest
 
+    def check_identity(self, identity: dict) -> None:
+        """Refuse to resume a run whose options, seed weights or data rows have changed."""
+        saved = json.loads((self.path / CONFIG_FILE).read_text(encoding="utf-8")).get("identity") or {}
+        changed = sorted(key for key in set(saved) | set(identity) if saved.get(key) != identity.get(key))
+        if changed:
+            named = {"model": "the seed model's weights", "rows": "the training rows (data or tokenization)"}
+            raise SelfDistillError(f"cannot resume {self.path}: changed since the run started: "
+                                   f"{', '.join(named.get(k, k) for k in changed)}; restore them or use "
+                                   "--overwrite")  # fmt: skip
+
+    def contains(self, other: Path) -> bool:
+        return self.path.resolve() in [other.resolve(), *other.resolve().parents]
+
     def clear(self) -> None:
-        shutil.rmtree(self.path)
+        """Delete the run; renamed away first, so a kill mid-way leaves no half-deleted run behind."""
+        doomed = self.path.with_name(f".{self.path.name}.deleting-{os.getpid()}")
+        self.path.rename(doomed)
+        shutil.rmtree(doomed)
 
 
 def save_checkpoint(run: RunDirectory, step: int, state: dict, accelerator, keep: int) -> Path:
@@ -100,16 +112,16 @@ def save_checkpoint(run: RunDirectory, step: int, state: dict, accelerator, keep
     return final
 
 
-def load_checkpoint(path: Path, process_index: int) -> dict:
+def load_checkpoint(path: Path, process_index: int, processes: int) -> dict:
     """The checkpoint's trainable tensors, optimizer/scheduler state and progress; restores the RNG."""
     from safetensors.torch import load_file
 
     state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-    optim = torch.load(path / "optim.pt", weights_only=False)
-    rng_file = path / f"rng-{process_index}.pt"
-    if not rng_file.is_file():
-        raise SelfDistillError(f"checkpoint {path} was written by fewer processes; resume with the same number")
-    _set_rng_state(torch.load(rng_file, weights_only=False))
+    if state["processes"] != processes:
+        raise SelfDistillError(f"checkpoint {path} was written by {state['processes']} processes; resume with "
+                               f"the same number (now {processes}): the step size and data order depend on it")  # fmt: skip
+    optim = torch.load(path / "optim.pt", map_location="cpu", weights_only=True)  # the optimizer moves it
+    _set_rng_state(torch.load(path / f"rng-{process_index}.pt", weights_only=False))
     return {"trainable": load_file(str(path / "trainable.safetensors")), **optim, **state}
 
 

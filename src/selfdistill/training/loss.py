@@ -33,7 +33,11 @@ class CompletionLoss(torch.nn.Module):
         self.model = model
         self.split_head = split_head  # logits == lm_head(decoder hidden states): project only loss positions
 
-    def forward(self, input_ids, rows, positions, targets):
+    def forward(self, input_ids=None, rows=None, positions=None, targets=None):
+        if input_ids is None:
+            # a process with no rows in this pass: a zero that touches every trainable weight, so
+            # DDP's gradient all-reduce still runs, with no forward pass to pay for or overflow
+            return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
         causal_lm = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         if not self.split_head:
             logits = causal_lm(input_ids=input_ids, use_cache=False).logits[rows, positions]

@@ -11,6 +11,7 @@ prompt alone leaves no room for a reply token is skipped under either policy. Bo
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import statistics
@@ -85,6 +86,14 @@ def encode_rows(
     return rows, report
 
 
+def rows_digest(rows: Sequence[TrainRow]) -> str:
+    """A fingerprint of the exact token rows: a resumed run must train on the same ones."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(f"{row.prompt_len}:{','.join(map(str, row.ids))};".encode())
+    return digest.hexdigest()
+
+
 def epoch_steps(
     rows: Sequence[TrainRow], rows_per_step: int, epoch: int, seed: int, group_by_length: bool
 ) -> list[list[int]]:
@@ -125,8 +134,9 @@ def micro_batches(
     for start in range(0, len(ordered), group):
         members = ordered[start : start + group]
         share = members[rank::world_size]
-        widest = len(rows[members[0]].ids) * math.ceil(len(members) / world_size)
-        splits = max(1, math.ceil(widest / pass_tokens)) if pass_tokens else 1
-        size = math.ceil(math.ceil(len(members) / world_size) / splits)
-        passes += [share[k * size : (k + 1) * size] for k in range(splits)]
+        per_process = math.ceil(len(members) / world_size)
+        size = per_process
+        if pass_tokens:  # rows per pass under the cap, from the group's longest row (the same everywhere)
+            size = min(per_process, max(1, pass_tokens // len(rows[members[0]].ids)))
+        passes += [share[k * size : (k + 1) * size] for k in range(math.ceil(per_process / size))]
     return passes

@@ -59,16 +59,18 @@ class ShiftReport:
                 "weights": [row(w) for w in self.weights]}  # fmt: skip
 
 
-def parameter_shift(model: str = DEFAULT_MODEL, adapter: str | Path = ".", seed_model=None) -> ShiftReport:
+def parameter_shift(model: str | None = None, adapter: str | Path = ".", seed_model=None) -> ShiftReport:
     """Shift of the run in `adapter` (a PEFT adapter folder, or a full model folder) from seed `model`.
 
-    `seed_model` may pass the seed already loaded (fp32); it is not modified.
+    `model` defaults to the seed recorded by `selfdistill train` in the run's folder, else the
+    embedded model. `seed_model` may pass the seed already loaded (fp32); it is not modified.
     """
     import torch
 
     adapter = Path(adapter)
     if not adapter.is_dir():
         raise SelfDistillError(f"--adapter {adapter}: no such directory")
+    model = model or _recorded_seed(adapter) or DEFAULT_MODEL
     if seed_model is None:
         from selfdistill.models import load_model
 
@@ -77,10 +79,24 @@ def parameter_shift(model: str = DEFAULT_MODEL, adapter: str | Path = ".", seed_
     if not is_lora and not (adapter / "config.json").is_file():
         raise SelfDistillError(f"--adapter {adapter} holds neither a PEFT adapter (adapter_config.json) "
                                "nor a model (config.json)")  # fmt: skip
-    weights = _lora_shift(seed_model, adapter) if is_lora else _full_shift(seed_model, adapter)
+    try:
+        weights = _lora_shift(seed_model, adapter) if is_lora else _full_shift(seed_model, adapter)
+    except (RuntimeError, ValueError, KeyError) as err:  # shapes or module names that do not fit the seed
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SelfDistillError(f"--adapter {adapter} does not fit the seed model '{model}' (pass the seed it "
+                               f"was trained from with --model): {first}") from err  # fmt: skip
     if not weights:
         raise SelfDistillError(f"--adapter {adapter}: no weight of it matches the seed model '{model}'")
     return ShiftReport(model, str(adapter), "lora" if is_lora else "full", weights)
+
+
+def _recorded_seed(run: Path) -> str | None:
+    import json
+
+    try:
+        return json.loads((run / "train_config.json").read_text(encoding="utf-8"))["config"]["model"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _lora_shift(seed_model, adapter: Path) -> list[WeightShift]:
@@ -109,7 +125,7 @@ def _full_shift(seed_model, folder: Path) -> list[WeightShift]:
 
     try:
         tuned = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    except (OSError, ValueError) as err:
+    except OSError as err:
         raise SelfDistillError(f"--adapter {folder}: cannot load the model: {str(err).splitlines()[0]}") from err
     seed_params = dict(seed_model.named_parameters())  # tied weights appear once
     shifts = []

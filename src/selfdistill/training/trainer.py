@@ -13,6 +13,7 @@ resumed run recompute exactly the steps it had not finished.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import math
 import shutil
 import time
@@ -37,6 +38,7 @@ from selfdistill.training.rows import (
     encode_rows,
     epoch_steps,
     micro_batches,
+    rows_digest,
 )
 from selfdistill.versions import package_versions
 
@@ -75,7 +77,7 @@ class TrainSummary:
 def run_train(config: TrainConfig) -> TrainSummary:
     import torch
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DistributedType, InitProcessGroupKwargs, set_seed
 
     from selfdistill.models import resolve_model
     from selfdistill.models.heads import split_lm_head
@@ -86,11 +88,17 @@ def run_train(config: TrainConfig) -> TrainSummary:
     bf16 = use_bf16(config.precision, device_type)
     # bf16 autocast is applied here, not through accelerate's process-wide mixed-precision state,
     # which cannot change between two runs in one Python process
-    accelerator = Accelerator(mixed_precision="no", cpu=device_type == "cpu")
+    # the main process may spend long alone (merging, writing a checkpoint) while the others wait
+    patience = InitProcessGroupKwargs(timeout=datetime.timedelta(hours=2))
+    accelerator = Accelerator(mixed_precision="no", cpu=device_type == "cpu", kwargs_handlers=[patience])
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        raise SelfDistillError("DeepSpeed is not supported: its engine steps the optimizer inside backward(), "
+                               "which this loop's gradient accumulation does not fit; use DDP or FSDP")  # fmt: skip
     run = RunDirectory(Path(config.out))
-    resume_from = run.prepare(resume=config.resume, overwrite=config.overwrite, identity=config.identity())
-    if config.resume and resume_from is None and accelerator.is_main_process:
-        print(f"selfdistill: nothing to resume in {run.path}; starting from step 0")
+    resume_from = run.prepare(resume=config.resume, overwrite=config.overwrite)
+    for name, path in (("--model", config.model), ("--data", config.data)):
+        if config.overwrite and run.contains(Path(path)):
+            raise SelfDistillError(f"{name} {path} lies inside --out {run.path}, which --overwrite would delete")
 
     data = config.load(config.data, require_response=True)  # bad data fails before the model loads
     recipe = get_recipe(config.recipe) if config.recipe else data.recipe
@@ -100,6 +108,12 @@ def run_train(config: TrainConfig) -> TrainSummary:
     tokenizer = _load_tokenizer(source)
     rows, encode_report = encode_rows(data.examples, tokenizer, template_name, style, config.max_length,
                                       config.truncation)  # fmt: skip
+    # what is trained: the options, the seed's weights and the exact token rows
+    identity = {**config.identity(), "model": source.fingerprint, "rows": rows_digest(rows)}
+    if resume_from is not None:
+        run.check_identity(identity)
+    elif config.resume and accelerator.is_main_process:
+        print(f"selfdistill: nothing to resume in {run.path}; starting from step 0")
 
     world = accelerator.num_processes
     pass_tokens = config.pass_tokens or (CPU_PASS_TOKENS if device_type == "cpu" else None)
@@ -125,7 +139,7 @@ def run_train(config: TrainConfig) -> TrainSummary:
 
     start_step, seconds_before, tokens_before = 0, 0.0, 0
     if resume_from is not None:
-        checkpoint = load_checkpoint(resume_from, accelerator.process_index)
+        checkpoint = load_checkpoint(resume_from, accelerator.process_index, world)
         _load_trainable(accelerator.unwrap_model(loss_model), checkpoint["trainable"], resume_from)
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
@@ -135,7 +149,7 @@ def run_train(config: TrainConfig) -> TrainSummary:
     if accelerator.is_main_process:
         run.path.mkdir(parents=True, exist_ok=True)
         write_json_atomic({
-            "identity": config.identity(), "config": asdict(config), "versions": package_versions(),
+            "identity": identity, "config": asdict(config), "versions": package_versions(),
             "model": source.fingerprint, "prompt": {"template": template_name, "style": style},
             "data": {"load": data.report.summary(), "encode": encode_report.summary(config.max_length)},
             "processes": world, "rows_per_step": rows_per_step, "pass_tokens": pass_tokens, "steps_per_epoch": steps_per_epoch,
@@ -160,22 +174,19 @@ def run_train(config: TrainConfig) -> TrainSummary:
             loss_tokens = sum(rows[i].num_loss_tokens for i in step_rows)
             step_tokens = sum(len(rows[i].ids) for i in step_rows)
             passes = micro_batches(step_rows, rows, config.batch_size, world, accelerator.process_index, pass_tokens)
-            shortest = min(step_rows, key=lambda i: len(rows[i].ids))  # the filler, for a process with no rows
             nll_sum = torch.zeros((), device=accelerator.device)
             for k, chosen in enumerate(passes):
-                # DDP averages gradients over processes, hence the factor `world`
-                weight = world / loss_tokens if chosen else 0.0
-                batch = collate([rows[i] for i in chosen or [shortest]], pad_id, accelerator.device)
+                batch = collate([rows[i] for i in chosen], pad_id, accelerator.device) if chosen else {}
                 last = k == len(passes) - 1
                 with contextlib.nullcontext() if last else accelerator.no_sync(loss_model):
                     with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=bf16):
                         nll = loss_model(**batch)
-                    accelerator.backward(nll * weight)
-                if chosen:
-                    nll_sum += nll.detach()
+                    accelerator.backward(nll * (world / loss_tokens))  # DDP averages over processes: x world
+                nll_sum += nll.detach()
             loss = accelerator.reduce(nll_sum, "sum").item() / loss_tokens
             max_norm = config.max_grad_norm or math.inf
-            grad_norm = float(accelerator.clip_grad_norm_(trainable, max_norm))
+            # all parameters, not only the trainable ones: FSDP computes its sharded norm only then
+            grad_norm = float(accelerator.clip_grad_norm_(loss_model.parameters(), max_norm))
             if not (math.isfinite(loss) and math.isfinite(grad_norm)):
                 saved = run.checkpoints()
                 broken = f"the loss is {loss}" if not math.isfinite(loss) else \
@@ -200,7 +211,7 @@ def run_train(config: TrainConfig) -> TrainSummary:
             if step % config.save_steps == 0 and step < total_steps:
                 state = {"trainable": _trainable_state(accelerator, loss_model),
                          "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                         "seconds": seconds, "tokens": tokens}  # fmt: skip
+                         "seconds": seconds, "tokens": tokens, "processes": world}  # fmt: skip
                 save_checkpoint(run, step, state, accelerator, config.keep_checkpoints)
     finally:
         if bar is not None:
