@@ -41,6 +41,7 @@ def run_selfdistill(args, out_dir: str, results) -> None:
     log = [json.loads(line) for line in (Path(out_dir) / "train_log.jsonl").read_text().splitlines()]
     results.put({"name": "selfdistill", "tokens": summary.train_tokens, "seconds": summary.seconds,
                  "steps": summary.steps, "first_loss": log[0]["loss"], "final_loss": summary.final_loss,
+                 "mean_loss": sum(entry["loss"] for entry in log) / len(log),
                  "peak_rss_gb": peak_rss_gb()})  # fmt: skip
 
 
@@ -78,6 +79,7 @@ def run_trl(args, out_dir: str, results) -> None:
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     results.put({"name": "TRL SFTTrainer", "tokens": tokens, "seconds": metrics["train_runtime"],
                  "steps": trainer.state.global_step, "first_loss": losses[0], "final_loss": losses[-1],
+                 "mean_loss": sum(losses) / len(losses),
                  "peak_rss_gb": peak_rss_gb()})  # fmt: skip
 
 
@@ -104,11 +106,11 @@ def main():
             figures[figure["name"]] = figure
     print(f"\n{args.rows} GSM8K rows, 1 epoch, LoRA r=8 q_proj/v_proj, batch {args.batch_size}, max length "
           f"{args.max_length}, model {args.model}\n")  # fmt: skip
-    print("| trainer | steps | tokens | seconds | tokens/s | first loss | last loss | peak RSS |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| trainer | steps | tokens | seconds | tokens/s | first loss | last loss | mean loss | peak RSS |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for f in figures.values():
         print(f"| {f['name']} | {f['steps']} | {f['tokens']} | {f['seconds']:.1f} | {f['tokens'] / f['seconds']:.1f} "
-              f"| {f['first_loss']:.4f} | {f['final_loss']:.4f} | {f['peak_rss_gb']:.2f} GB |")  # fmt: skip
+              f"| {f['first_loss']:.4f} | {f['final_loss']:.4f} | {f['mean_loss']:.4f} | {f['peak_rss_gb']:.2f} GB |")  # fmt: skip
     ours, trl = figures["selfdistill"], figures["TRL SFTTrainer"]
     ratio = (ours["tokens"] / ours["seconds"]) / (trl["tokens"] / trl["seconds"])
     print(f"\nselfdistill / TRL tokens/s: {ratio:.2f}x")
