@@ -43,7 +43,7 @@ from selfdistill.training.rows import (
 from selfdistill.versions import package_versions
 
 # A LoRA pass on the embedded model holds ~0.7 MB of activations per token. 1024-token passes kept
-# the benchmark run at 3.4 GB peak RSS (2048: 4.4 GB) for ~7% less speed; GPUs have no default cap.
+# the benchmark run at 3.5 GB peak RSS (2048: 4.4 GB) for ~7% less speed; GPUs have no default cap.
 CPU_PASS_TOKENS = 1024
 
 
