@@ -82,14 +82,14 @@ def run_train(config: TrainConfig) -> TrainSummary:
     from selfdistill.models import resolve_model
     from selfdistill.models.heads import split_lm_head
     from selfdistill.models.precision import use_bf16
-    from selfdistill.training.loss import CompletionLoss, collate
+    from selfdistill.training.loss import CompletionLoss
 
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
     bf16 = use_bf16(config.precision, device_type)
-    # bf16 autocast is applied here, not through accelerate's process-wide mixed-precision state,
-    # which cannot change between two runs in one Python process
     # the main process may spend long alone (merging, writing a checkpoint) while the others wait
     patience = InitProcessGroupKwargs(timeout=datetime.timedelta(hours=2))
+    # bf16 autocast is applied in `_forward_backward`, not through accelerate's process-wide
+    # mixed-precision state, which cannot change between two runs in one Python process
     accelerator = Accelerator(mixed_precision="no", cpu=device_type == "cpu", kwargs_handlers=[patience])
     if accelerator.distributed_type == DistributedType.DEEPSPEED:
         raise SelfDistillError("DeepSpeed is not supported: its engine steps the optimizer inside backward(), "
@@ -125,7 +125,7 @@ def run_train(config: TrainConfig) -> TrainSummary:
     if config.overwrite and run.path.exists() and accelerator.is_main_process:
         run.clear()
     set_seed(config.seed)  # the same LoRA initialisation on every process
-    model, tokenizer = _prepare_model(config, source, bf16, accelerator.device, rows[0])
+    model, tokenizer = _prepare_model(config, source, bf16, accelerator.device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     counts = (sum(p.numel() for p in trainable), sum(p.numel() for p in model.parameters()))
     set_seed(config.seed + accelerator.process_index)  # dropout masks differ between processes
@@ -152,8 +152,8 @@ def run_train(config: TrainConfig) -> TrainSummary:
             "identity": identity, "config": asdict(config), "versions": package_versions(),
             "model": source.fingerprint, "prompt": {"template": template_name, "style": style},
             "data": {"load": data.report.summary(), "encode": encode_report.summary(config.max_length)},
-            "processes": world, "rows_per_step": rows_per_step, "pass_tokens": pass_tokens, "steps_per_epoch": steps_per_epoch,
-            "total_steps": total_steps, "precision": "bf16" if bf16 else "fp32", "lm_head_at_loss_only": split,
+            "processes": world, "rows_per_step": rows_per_step, "pass_tokens": pass_tokens,
+            "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "precision": "bf16" if bf16 else "fp32", "lm_head_at_loss_only": split,
             "trainable_params": counts[0], "total_params": counts[1],
         }, run.path / CONFIG_FILE)  # fmt: skip
         from selfdistill.training.outputs import TrainingLog
@@ -174,16 +174,8 @@ def run_train(config: TrainConfig) -> TrainSummary:
             loss_tokens = sum(rows[i].num_loss_tokens for i in step_rows)
             step_tokens = sum(len(rows[i].ids) for i in step_rows)
             passes = micro_batches(step_rows, rows, config.batch_size, world, accelerator.process_index, pass_tokens)
-            nll_sum = torch.zeros((), device=accelerator.device)
-            for k, chosen in enumerate(passes):
-                batch = collate([rows[i] for i in chosen], pad_id, accelerator.device) if chosen else {}
-                last = k == len(passes) - 1
-                with contextlib.nullcontext() if last else accelerator.no_sync(loss_model):
-                    with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=bf16):
-                        nll = loss_model(**batch)
-                    accelerator.backward(nll * (world / loss_tokens))  # DDP averages over processes: x world
-                nll_sum += nll.detach()
-            loss = accelerator.reduce(nll_sum, "sum").item() / loss_tokens
+            batches = [[rows[i] for i in chosen] for chosen in passes]
+            loss = _forward_backward(accelerator, loss_model, batches, loss_tokens, pad_id, bf16)
             max_norm = config.max_grad_norm or math.inf
             # all parameters, not only the trainable ones: FSDP computes its sharded norm only then
             grad_norm = float(accelerator.clip_grad_norm_(loss_model.parameters(), max_norm))
@@ -227,6 +219,32 @@ def run_train(config: TrainConfig) -> TrainSummary:
     ))  # fmt: skip
 
 
+def _forward_backward(accelerator, loss_model, batches: list[list[TrainRow]], loss_tokens: int, pad_id: int,
+                      bf16: bool) -> float:  # fmt: skip
+    """Accumulate one step's gradients over this process's passes; returns the step's loss (all processes).
+
+    Each pass's summed NLL is divided by the step's response-token count over all processes, so
+    the gradient is that of the step's mean token loss however the rows are split into passes and
+    processes (DDP averages over processes, hence the factor `num_processes`). Gradients are
+    synchronised once, on the last pass.
+    """
+    import torch
+
+    from selfdistill.training.loss import collate
+
+    scale = accelerator.num_processes / loss_tokens
+    nll_sum = torch.zeros((), device=accelerator.device)
+    for k, batch in enumerate(batches):
+        inputs = collate(batch, pad_id, accelerator.device) if batch else {}  # {}: a filler pass
+        last = k == len(batches) - 1
+        with contextlib.nullcontext() if last else accelerator.no_sync(loss_model):
+            with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=bf16):
+                nll = loss_model(**inputs)
+            accelerator.backward(nll * scale)
+        nll_sum += nll.detach()
+    return accelerator.reduce(nll_sum, "sum").item() / loss_tokens
+
+
 def _load_tokenizer(source):
     from transformers import AutoTokenizer
 
@@ -239,7 +257,7 @@ def _load_tokenizer(source):
     return tokenizer
 
 
-def _prepare_model(config: TrainConfig, source, bf16: bool, device, sample: TrainRow):
+def _prepare_model(config: TrainConfig, source, bf16: bool, device):
     """The model to train: LoRA adapters on a frozen seed, or every weight trainable (fp32 master weights).
 
     A LoRA run under bf16 keeps the frozen seed weights in bf16 (half the memory, no per-step
