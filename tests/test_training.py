@@ -73,6 +73,15 @@ def test_masking_is_exact_prompt_carries_no_loss_reply_and_end_of_turn_do(tiny_t
     assert batch["positions"].tolist() == list(range(len(prompt_ids) - 1, len(prompt_ids) + len(reply_ids) - 1))
 
 
+def test_alpaca_framing_trains_on_the_response_and_the_eos_token(tiny_tokenizer):
+    example = examples(1)[0]
+    rows, _ = encode_rows([example], tiny_tokenizer, "alpaca", "alpaca", max_length=512, truncation="right")
+    targets = list(rows[0].ids[rows[0].prompt_len :])
+    assert targets[-1] == tiny_tokenizer.eos_token_id
+    assert tiny_tokenizer.decode(targets[:-1]) == example.response
+    assert tiny_tokenizer.decode(rows[0].ids[: rows[0].prompt_len]).endswith("### Response:\n")
+
+
 def test_loss_equals_full_logits_cross_entropy_on_reply_tokens_only(tiny_model, tiny_tokenizer):
     rows, _ = encode_rows(examples(5), tiny_tokenizer, "plain", "chat", max_length=512, truncation="right")
     batch = collate(rows, pad_id=tiny_tokenizer.pad_token_id, device="cpu")
@@ -151,9 +160,11 @@ def test_lora_run_learns_and_its_adapter_loads_back_and_generates(tmp_path, data
     ids = tiny_tokenizer(render_pair(examples(1)[0], "plain", "", tiny_tokenizer)[0], return_tensors="pt")
     generated = tuned.generate(**ids, max_new_tokens=8, do_sample=False)
     assert generated.shape[1] > ids["input_ids"].shape[1]
+    direct = AutoModelForCausalLM.from_pretrained(out).eval()  # transformers reads the adapter folder itself
     merged = AutoModelForCausalLM.from_pretrained(out / "merged").eval()
     with torch.no_grad():
         assert torch.allclose(merged(**ids).logits, tuned(**ids).logits, atol=1e-4)
+        assert torch.allclose(direct(**ids).logits, tuned(**ids).logits, atol=1e-5)
         assert not torch.allclose(merged(**ids).logits, AutoModelForCausalLM.from_pretrained(tiny_model_dir)(**ids).logits)
 
 

@@ -65,8 +65,8 @@ class OptimizerOptions:
     grad_accum: int = field(default=4, metadata={"help": "Forward passes per optimizer step; rows per step = "
                                                          "batch_size x grad_accum x processes."})
     pass_tokens: int | None = field(default=None, metadata={"help": "Most padded tokens in one forward pass; a "
-                                    "longer pass is split (the same update, less memory). Default: 1024 on CPU, "
-                                    "no limit on GPUs."})
+                                    "longer pass is split (the same update, less memory; a single longer row still runs whole). "
+                                    "Default: 1024 on CPU, no limit on GPUs."})
 
     def __post_init__(self):
         for name in ("batch_size", "grad_accum"):
