@@ -1,0 +1,41 @@
+"""`selfdistill eval`: what the seed and each fine-tuned run score on each suite, with 95% intervals."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from selfdistill.cli.args import add_config_command
+from selfdistill.evaluation.run import EvalConfig, run_eval
+from selfdistill.progress import console
+
+
+def register(subparsers) -> None:
+    add_config_command(
+        subparsers, "eval", EvalConfig, _run,
+        help="Evaluate the seed and fine-tuned runs on suites (math, functions, safety).",
+        description="Runs each suite on the seed model and on every --adapter run folder (LoRA or full), with the "
+        "same data and decoding; writes predictions and metrics per model and suite, and results.json.",
+    )  # fmt: skip
+
+
+def _run(config: EvalConfig) -> int:
+    report = run_eval(config)
+    for suite in config.suite:
+        results = [r for r in report.results if r.suite == suite]
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=escape(f"{suite}: {results[0].data}"))
+        table.add_column("model")
+        metrics = list(results[0].metrics)
+        for name in metrics:
+            table.add_column(f"{name} [95% CI]", justify="right")
+        table.add_column("n", justify="right")
+        table.add_column("not scored", justify="right")
+        for result in results:
+            cells = [f"{e.value:.3f} [{e.low:.3f}, {e.high:.3f}]" for e in result.metrics.values()]
+            count = max(e.count for e in result.metrics.values())
+            table.add_row(escape(result.model), *cells, str(count), str(sum(result.failures.values())))
+        console.print(table)
+    console.print(escape(f"wrote {config.out}/results.json and predictions per model and suite "
+                         f"({report.seconds:.1f} s)"))  # fmt: skip
+    return 0

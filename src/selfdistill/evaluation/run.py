@@ -1,0 +1,91 @@
+"""`selfdistill eval`: the seed and each fine-tuned run, on each suite, with the same data and decoding.
+
+    report = run_eval(EvalConfig(adapter=("runs/vanilla", "runs/sdft"), suite=("math", "safety"), out="runs/eval"))
+
+Writes, per model and suite, `<out>/<model>/<suite>.predictions.jsonl` (one row per prompt: the
+prompt, the output, the verdict and its reason) and `<suite>.metrics.json`, and `<out>/results.json`
+with every metric. Generation goes through the completion cache, so rerunning an interrupted
+evaluation only generates what is missing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from types import SimpleNamespace
+
+from selfdistill.data.options import DatasetOptions
+from selfdistill.errors import SelfDistillError
+from selfdistill.evaluation.suites import SUITES, SuiteResult, get_suite
+from selfdistill.evaluation.suites.safety import GCG_SUFFIX
+from selfdistill.generation.options import GenerationOptions
+from selfdistill.io import write_json_atomic, write_jsonl_atomic
+from selfdistill.versions import package_versions
+
+
+@dataclass(kw_only=True)
+class EvalConfig(DatasetOptions, GenerationOptions):
+    out: str = field(metadata={"help": "Output folder: predictions and metrics per model and suite, results.json."})
+    suite: tuple[str, ...] = field(default=(), metadata={"help": f"Suite to run ({', '.join(SUITES)})."})
+    adapter: tuple[str, ...] = field(default=(), metadata={"help": "A training run folder (LoRA adapter or full "
+                                                                   "weights) to evaluate beside the seed."})
+    data: str | None = field(default=None, metadata={"help": "Data for the suite instead of its default set (one "
+                                                             "suite at a time)."})
+    jailbreak_suffix: str = field(default=GCG_SUFFIX, metadata={"help": "Adversarial suffix of the safety suite's "
+                                  "jailbreak rate (default: Zou et al. 2023's GCG suffix; '' to skip)."})
+
+    def __post_init__(self):
+        DatasetOptions.__post_init__(self)
+        GenerationOptions.__post_init__(self)
+        self.suite, self.adapter = tuple(self.suite), tuple(self.adapter)
+        if not self.suite:
+            raise SelfDistillError(f"suite: name at least one (--suite NAME; available: {', '.join(SUITES)})")
+        for name in self.suite:
+            get_suite(name)  # unknown names fail here, before anything loads
+        if self.data is not None and len(self.suite) > 1:
+            raise SelfDistillError("--data replaces one suite's data; run suites with their own data separately")
+
+
+@dataclass
+class EvalReport:
+    config: EvalConfig
+    results: list[SuiteResult]
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"config": asdict(self.config), "versions": package_versions(), "seconds": round(self.seconds, 3),
+                "results": [result.to_dict() for result in self.results]}  # fmt: skip
+
+
+def run_eval(config: EvalConfig) -> EvalReport:
+    from pathlib import Path
+
+    from selfdistill.evaluation.models import eval_models
+
+    started = time.perf_counter()
+    suites = []
+    for name in config.suite:  # all data loads before any model does: bad data fails fast
+        suite = get_suite(name, config)
+        examples, description = suite.load(config.data, config)
+        if not examples:
+            raise SelfDistillError(f"suite '{name}': no examples in {description}")
+        suites.append((suite, examples, description))
+    out = Path(config.out)
+    cache = config.open_cache()
+    results = []
+    try:
+        context = SimpleNamespace(decoding=config.decoding, batch_size=config.batch_size, cache=cache)
+        for model in eval_models(config.model, config.adapter, config.backend, config.precision):
+            for suite, examples, description in suites:
+                result = suite.run(model, examples, context)
+                result.data = description
+                write_jsonl_atomic(result.predictions, out / model.label / f"{suite.name}.predictions.jsonl")
+                write_json_atomic(result.to_dict(), out / model.label / f"{suite.name}.metrics.json")
+                results.append(result)
+    finally:
+        if cache is not None:
+            cache.close()
+    report = EvalReport(config, results, time.perf_counter() - started)
+    write_json_atomic(report.to_dict(), out / "results.json")
+    return report
+

@@ -1,0 +1,53 @@
+"""The suite interface: what one evaluation suite reads, asks a model, and scores.
+
+A suite turns examples into prompts, has each model complete them through the shared generation
+engine (so its cache makes an interrupted evaluation resume), scores every completion, and returns
+per-sample predictions plus metrics with 95% confidence intervals. Suites register in
+`selfdistill.evaluation.suites.SUITES`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from selfdistill.data import Example
+from selfdistill.evaluation.stats import Estimate
+
+
+@dataclass
+class EvalModel:
+    """One model under evaluation: the seed or a fine-tuned run, ready to generate."""
+
+    label: str  # "seed", or the run folder's name
+    backend: Any  # a GenerationBackend
+    tokenizer: Any
+
+
+@dataclass
+class SuiteResult:
+    suite: str
+    model: str
+    metrics: dict[str, Estimate]
+    predictions: list[dict]  # one row per prompt: id, prompt, output, verdict, reason, ...
+    failures: dict[str, int] = field(default_factory=dict)  # samples that could not be scored, per reason
+    data: str = ""  # where the examples came from, with the load summary (set by the runner)
+
+    def to_dict(self) -> dict:
+        return {"suite": self.suite, "model": self.model, "data": self.data,
+                "metrics": {name: estimate.to_dict() for name, estimate in self.metrics.items()},
+                "failures": self.failures}  # fmt: skip
+
+
+class Suite(ABC):
+    name: str
+    description: str
+
+    @abstractmethod
+    def load(self, data: str | None, options) -> tuple[list[Example], str]:
+        """The suite's examples (from `data`, else its default set) and a one-line description of them."""
+
+    @abstractmethod
+    def run(self, model: EvalModel, examples: list[Example], context) -> SuiteResult:
+        """Generate with `model` and score; `context` carries decoding, cache and batch size."""

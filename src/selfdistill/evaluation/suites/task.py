@@ -1,0 +1,51 @@
+"""Task suites: answer the task prompt, then the task's judge compares the reply with the gold.
+
+`math` (GSM8K and MultiArith layouts, the paper's inference prompt asking for "The answer is N",
+the math-answer judge) and `functions` (OpenFunctions layout, the function-call judge) are two
+configurations of `TaskSuite`; a new task suite is one more entry in the registry.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from selfdistill.data import get_recipe
+from selfdistill.data.recipes import recipe_names
+from selfdistill.errors import SelfDistillError
+from selfdistill.evaluation.stats import wilson
+from selfdistill.evaluation.suites.base import EvalModel, Suite, SuiteResult
+from selfdistill.evaluation.suites.scoring import complete, judge_all, prediction_row
+
+
+class TaskSuite(Suite):
+    def __init__(self, name: str, recipe: str, split: str | None, description: str):
+        self.name, self.recipe, self.split, self.description = name, recipe, split, description
+
+    def load(self, data, options):
+        source = data or self.recipe  # the recipe name: its Hub copy
+        # a recipe named as --data brings its own column mapping; any other source uses the suite's
+        recipe = options.recipe or (None if source in recipe_names() else self.recipe)
+        split = options.split or (self.split if source == self.recipe else None)
+        from selfdistill.data import ColumnMap, load_examples
+
+        columns = ColumnMap.parse(options.columns) if options.columns else None
+        loaded = load_examples(source, recipe=recipe, columns=columns, split=split, config=options.dataset_config,
+                               limit=options.limit, require_response=True)  # fmt: skip
+        self.task_recipe = loaded.recipe or get_recipe(self.recipe)  # its task prompt and checker score the run
+        if not self.task_recipe.checker:
+            raise SelfDistillError(f"suite '{self.name}': recipe '{self.task_recipe.name}' has no answer checker")
+        return loaded.examples, f"{source}: {loaded.report.summary()}"
+
+    def run(self, model: EvalModel, examples, context) -> SuiteResult:
+        from selfdistill.judges.registry import get_judge
+        from selfdistill.prompts import render_prompt
+
+        template, style = self.task_recipe.task_prompt
+        prompts = [render_prompt(example, template, model.tokenizer, style) for example in examples]
+        completions = complete(model, prompts, [e.id for e in examples], context, f"{self.name} / {model.label}")
+        judge = get_judge(self.task_recipe.checker)
+        verdicts, failures = judge_all(judge, [(c.text, e.response or "", e) for c, e in zip(completions, examples)])
+        rows = [prediction_row(e, p, c, v) for e, p, c, v in zip(examples, prompts, completions, verdicts)]
+        judged = [v for v in verdicts if v is not None]
+        metrics = {"accuracy": wilson(sum(v.accepted for v in judged), len(judged))}
+        return SuiteResult(self.name, model.label, metrics, rows, dict(Counter(failures)))
