@@ -116,7 +116,7 @@ def test_eval_cli_prints_a_table_per_suite(tmp_path, tiny_model_dir, capsys):
             "--out", str(tmp_path / "eval"), "--no-cache"]  # fmt: skip
     assert cli_main(argv) == 0
     shown = " ".join(capsys.readouterr().err.split())
-    assert "safe_rate [95% CI]" in shown and "jailbreak_safe_rate" in shown and "seed" in shown
+    assert "safe_rate" in shown and "jailbreak_safe" in shown and "95% confidence interval" in shown
 
 
 HUMANEVAL_ROW = {
@@ -161,3 +161,31 @@ def test_code_suite_on_the_tiny_model_and_the_bundled_problems(tmp_path, tiny_mo
     [row] = [json.loads(line) for line in (tmp_path / "e" / "seed" / "code.predictions.jsonl").open()]
     assert report.results[0].metrics["pass@1"].count == 1 and row["verdict"] is False  # random weights fail
     assert row["program"].startswith("```python\ndef add(a, b):")  # the reply's body runs after the prompt
+
+
+def test_shift_metrics_are_one_for_identical_outputs_and_low_for_unrelated_ones():
+    from selfdistill.evaluation.suites.shift import ShiftSuite, similarity_scores
+
+    embed = ShiftSuite()._embed
+    same = "The mitochondria is the powerhouse of the cell, producing energy for the body."
+    scores = similarity_scores([same, "Paris is the capital of France."], [same, "def add(a, b): return a + b"], embed)
+    assert scores["bleu4"][0] == pytest.approx(100.0) and scores["rouge_l"][0] == pytest.approx(1.0)
+    assert scores["embedding_similarity"][0] == pytest.approx(1.0, abs=1e-5)
+    assert scores["bleu4"][1] < 5 and scores["rouge_l"][1] < 0.2 and scores["embedding_similarity"][1] < 0.3
+
+
+def test_shift_suite_compares_each_run_with_the_seed(tmp_path, lora_run, tiny_model_dir, capsys):
+    out = tmp_path / "eval"
+    argv = ["eval", "--model", str(tiny_model_dir), "--adapter", str(lora_run), "--suite", "shift", "--limit", "5",
+            "--max-new-tokens", "8", "--out", str(out), "--no-cache"]  # fmt: skip
+    assert cli_main(argv) == 0
+    results = json.loads((out / "results.json").read_text())["results"]
+    seed, tuned = results
+    assert seed["metrics"] == {} and seed["reference"] is True
+    assert set(tuned["metrics"]) == {"bleu4", "rouge_l", "embedding_similarity"}
+    assert tuned["metrics"]["bleu4"]["count"] == 5 and 0 < tuned["param_shift"]["relative"] < 1
+    rows = [json.loads(line) for line in (out / "vanilla" / "shift.predictions.jsonl").open()]
+    assert all(0 <= row["rouge_l"] <= 1 and row["seed_output"] is not None for row in rows)
+    assert (out / "shift_similarity.png").stat().st_size > 1000
+    shown = " ".join(capsys.readouterr().err.split())
+    assert "bleu4" in shown and "rouge_l" in shown and "reference" in shown

@@ -24,18 +24,31 @@ def _run(config: EvalConfig) -> int:
     report = run_eval(config)
     for suite in config.suite:
         results = [r for r in report.results if r.suite == suite]
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=escape(f"{suite}: {results[0].data}"))
-        table.add_column("model")
-        metrics = list(results[0].metrics)
-        for name in metrics:
-            table.add_column(f"{name} [95% CI]", justify="right")
-        table.add_column("n", justify="right")
-        table.add_column("not scored", justify="right")
-        for result in results:
-            cells = [f"{e.value:.3f} [{e.low:.3f}, {e.high:.3f}]" for e in result.metrics.values()]
-            count = max(e.count for e in result.metrics.values())
-            table.add_row(escape(result.model), *cells, str(count), str(sum(result.failures.values())))
-        console.print(table)
+        console.print(suite_table(suite, results))
     console.print(escape(f"wrote {config.out}/results.json and predictions per model and suite "
                          f"({report.seconds:.1f} s)"))  # fmt: skip
     return 0
+
+
+def suite_table(suite: str, results) -> Table:
+    """One row per model: each metric with its 95% interval, the sample count, samples not scored."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=escape(f"{suite}: {results[0].data}"),
+                  caption="value [95% confidence interval]")
+    metrics = list(dict.fromkeys(name for result in results for name in result.metrics))
+    shift = any("param_shift" in result.extra for result in results)
+    table.add_column("model")
+    for name in metrics:
+        table.add_column(name, justify="right", overflow="fold")
+    if shift:
+        table.add_column("||dW||/||W||", justify="right", overflow="fold")
+    table.add_column("n", justify="right")
+    table.add_column("not scored", justify="right")
+    for result in results:
+        cells = [f"{e.value:.3f} [{e.low:.3f}, {e.high:.3f}]" if (e := result.metrics.get(name)) else "reference"
+                 for name in metrics]  # fmt: skip
+        if shift:
+            moved = result.extra.get("param_shift")
+            cells.append(f"{moved['relative']:.3e}" if moved else "—")
+        count = max((e.count for e in result.metrics.values()), default=len(result.predictions))
+        table.add_row(escape(result.model), *cells, str(count), str(sum(result.failures.values())))
+    return table

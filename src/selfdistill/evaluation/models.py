@@ -24,7 +24,7 @@ def eval_models(seed_spec: str, adapters: tuple[str, ...], backend: str, precisi
     yield EvalModel("seed", make_backend(backend, (seed, tokenizer), precision=precision), tokenizer)
     for label, folder in zip(_labels(adapters), adapters):
         model = _fine_tuned(seed, Path(folder))
-        yield EvalModel(label, make_backend(backend, (model, tokenizer), precision=precision), tokenizer)
+        yield EvalModel(label, make_backend(backend, (model, tokenizer), precision=precision), tokenizer, folder)
 
 
 def _fine_tuned(seed, folder: Path):

@@ -74,7 +74,8 @@ def run_eval(config: EvalConfig) -> EvalReport:
     cache = config.open_cache()
     results = []
     try:
-        context = SimpleNamespace(decoding=config.decoding, batch_size=config.batch_size, cache=cache)
+        context = SimpleNamespace(decoding=config.decoding, batch_size=config.batch_size, cache=cache,
+                                  seed_model=config.model)  # fmt: skip
         for model in eval_models(config.model, config.adapter, config.backend, config.precision):
             for suite, examples, description in suites:
                 result = suite.run(model, examples, context)
@@ -85,6 +86,8 @@ def run_eval(config: EvalConfig) -> EvalReport:
     finally:
         if cache is not None:
             cache.close()
+    for suite, _, _ in suites:
+        suite.finish([r for r in results if r.suite == suite.name], out)
     report = EvalReport(config, results, time.perf_counter() - started)
     write_json_atomic(report.to_dict(), out / "results.json")
     return report

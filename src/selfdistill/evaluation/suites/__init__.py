@@ -11,6 +11,7 @@ from selfdistill.errors import SelfDistillError
 from selfdistill.evaluation.suites.base import EvalModel, Suite, SuiteResult
 from selfdistill.evaluation.suites.code import CodeSuite
 from selfdistill.evaluation.suites.safety import GCG_SUFFIX, SafetySuite
+from selfdistill.evaluation.suites.shift import ShiftSuite
 from selfdistill.evaluation.suites.task import TaskSuite
 
 # name -> factory taking the run's options (an EvalConfig, or None for the defaults)
@@ -20,6 +21,7 @@ SUITES = {
     "functions": lambda options=None: TaskSuite("functions", recipe="openfunctions", split=None,
                                                 description="accuracy on OpenFunctions-style function calls (call judged)"),
     "code": lambda options=None: CodeSuite(),
+    "shift": lambda options=None: ShiftSuite(),
     "safety": lambda options=None: SafetySuite(GCG_SUFFIX if options is None else options.jailbreak_suffix),
 }  # fmt: skip
 

@@ -23,6 +23,7 @@ class EvalModel:
     label: str  # "seed", or the run folder's name
     backend: Any  # a GenerationBackend
     tokenizer: Any
+    folder: str | None = None  # the run folder (None for the seed)
 
 
 @dataclass
@@ -32,12 +33,13 @@ class SuiteResult:
     metrics: dict[str, Estimate]
     predictions: list[dict]  # one row per prompt: id, prompt, output, verdict, reason, ...
     failures: dict[str, int] = field(default_factory=dict)  # samples that could not be scored, per reason
+    extra: dict[str, Any] = field(default_factory=dict)  # suite-specific figures without an interval
     data: str = ""  # where the examples came from, with the load summary (set by the runner)
 
     def to_dict(self) -> dict:
         return {"suite": self.suite, "model": self.model, "data": self.data,
                 "metrics": {name: estimate.to_dict() for name, estimate in self.metrics.items()},
-                "failures": self.failures}  # fmt: skip
+                "failures": self.failures, **self.extra}  # fmt: skip
 
 
 class Suite(ABC):
@@ -50,4 +52,7 @@ class Suite(ABC):
 
     @abstractmethod
     def run(self, model: EvalModel, examples: list[Example], context) -> SuiteResult:
-        """Generate with `model` and score; `context` carries decoding, cache and batch size."""
+        """Generate with `model` and score; `context` carries decoding, cache, batch size and the seed's name."""
+
+    def finish(self, results: list[SuiteResult], out) -> None:
+        """After every model ran: figures across models (e.g. plots). Most suites have none."""

