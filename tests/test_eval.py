@@ -189,3 +189,59 @@ def test_shift_suite_compares_each_run_with_the_seed(tmp_path, lora_run, tiny_mo
     assert (out / "shift_similarity.png").stat().st_size > 1000
     shown = " ".join(capsys.readouterr().err.split())
     assert "bleu4" in shown and "rouge_l" in shown and "reference" in shown
+
+
+class AlwaysFirstJudge:
+    """A judge model with total position bias: it always prefers response A."""
+
+    name = "always-a"
+    fingerprint = "test:always-a"
+    default_batch_size = 16
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def prompt_length(self, prompt):
+        return len(prompt)
+
+    def generate_batch(self, prompts, decoding, seeds):
+        from selfdistill.generation.base import Completion
+
+        return [Completion("A", 1, "stop") for _ in prompts]
+
+
+def test_helpfulness_judges_both_orders_so_position_bias_cancels(tmp_path, tiny_model_dir, tiny_tokenizer):
+    from selfdistill.evaluation.suites.helpfulness import HelpfulnessSuite, parse_choice
+
+    assert [parse_choice(r) for r in ("A", "**B**", "Response B is better.", "both are fine")] == ["A", "B", "B", None]
+    data = tmp_path / "alpaca_eval.json"
+    data.write_text(json.dumps([{"instruction": "Name a colour.", "output": "Blue."},
+                                {"instruction": "Say hello.", "output": "Hello!"}]))  # fmt: skip
+    config = EvalConfig(model=str(tiny_model_dir), suite=("helpfulness",), data=str(data), out=str(tmp_path / "e"),
+                        max_new_tokens=6, cache=False)  # fmt: skip
+    suite = HelpfulnessSuite()
+    suite._judge = AlwaysFirstJudge(tiny_tokenizer)
+    examples, _ = suite.load(config.data, config)
+    from types import SimpleNamespace
+
+    from selfdistill.evaluation.models import eval_models
+
+    seed = next(eval_models(config.model, (), "transformers", "fp32"))
+    context = SimpleNamespace(decoding=config.decoding, batch_size=None, cache=None, seed_model=config.model)
+    result = suite.run(seed, examples, context)
+    assert [row["score"] for row in result.predictions] == [0.5, 0.5]  # wins as A, loses as B: a tie
+    assert result.metrics["win_rate"].value == 0.5 and result.metrics["win_both"].value == 0.0
+    suite.finish([result], tmp_path / "e")
+    exported = json.loads((tmp_path / "e" / "seed" / "alpaca_eval_model_outputs.json").read_text())
+    assert exported[0]["instruction"] == "Name a colour." and exported[0]["generator"] == "seed"
+
+
+def test_helpfulness_without_data_compares_runs_with_the_seed_using_a_real_judge(tmp_path, lora_run, tiny_model_dir):
+    report = run_eval(EvalConfig(model=str(tiny_model_dir), adapter=(str(lora_run),), suite=("helpfulness",),
+                                 limit=3, out=str(tmp_path / "e"), max_new_tokens=6, cache=False))  # fmt: skip
+    seed, tuned = report.results
+    assert seed.metrics == {} and seed.extra["reference"] is True
+    scored = tuned.metrics["win_rate"].count
+    assert scored + tuned.failures.get("unreadable judgement", 0) == 3  # every sample scored or counted
+    assert all(row["reference"] is not None for row in tuned.predictions)
+    assert (tmp_path / "e" / "vanilla" / "alpaca_eval_model_outputs.json").is_file()

@@ -31,6 +31,8 @@ class EvalConfig(DatasetOptions, GenerationOptions):
                                                                    "weights) to evaluate beside the seed."})
     data: str | None = field(default=None, metadata={"help": "Data for the suite instead of its default set (one "
                                                              "suite at a time)."})
+    judge_model: str | None = field(default=None, metadata={"help": "Judge of the helpfulness suite: any --model "
+                                                                    "value (default: the seed model)."})
     jailbreak_suffix: str = field(default=GCG_SUFFIX, metadata={"help": "Adversarial suffix of the safety suite's "
                                   "jailbreak rate (default: Zou et al. 2023's GCG suffix; '' to skip)."})
 

@@ -10,6 +10,7 @@ import difflib
 from selfdistill.errors import SelfDistillError
 from selfdistill.evaluation.suites.base import EvalModel, Suite, SuiteResult
 from selfdistill.evaluation.suites.code import CodeSuite
+from selfdistill.evaluation.suites.helpfulness import HelpfulnessSuite
 from selfdistill.evaluation.suites.safety import GCG_SUFFIX, SafetySuite
 from selfdistill.evaluation.suites.shift import ShiftSuite
 from selfdistill.evaluation.suites.task import TaskSuite
@@ -22,6 +23,7 @@ SUITES = {
                                                 description="accuracy on OpenFunctions-style function calls (call judged)"),
     "code": lambda options=None: CodeSuite(),
     "shift": lambda options=None: ShiftSuite(),
+    "helpfulness": lambda options=None: HelpfulnessSuite(None if options is None else options.judge_model),
     "safety": lambda options=None: SafetySuite(GCG_SUFFIX if options is None else options.jailbreak_suffix),
 }  # fmt: skip
 

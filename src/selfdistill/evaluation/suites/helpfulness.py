@@ -1,0 +1,113 @@
+"""The helpfulness suite: pairwise win rate of each model's answers against reference answers.
+
+References are the data's outputs (AlpacaEval layout: instruction, output; `--data` a file or the
+`alpaca_eval` recipe), or, with no data, the seed's own answers to the 100 built-in general
+instructions (so each fine-tuned model is compared with the model it started from). A judge model
+(`--judge-model`, any --model value; default the seed) reads `pairwise_prompt.txt` and answers A or
+B. Every pair is judged in both orders to cancel position bias: a sample scores 1 when the model's
+answer wins both times, 0.5 when the verdict follows the position, 0 when it loses both. The win
+rate is the mean score (bootstrap interval); `win_both` is the share won in both orders (Wilson).
+A judgement without a readable A or B leaves that sample unscored (counted). Each model's answers
+are also exported in alpaca_eval's `model_outputs` JSON layout for the official evaluator.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from importlib import resources
+from pathlib import Path
+
+from selfdistill.data import Example
+from selfdistill.evaluation.stats import bootstrap_mean, wilson
+from selfdistill.evaluation.suites.base import EvalModel, Suite, SuiteResult
+from selfdistill.evaluation.suites.scoring import complete
+from selfdistill.evaluation.suites.shift import BUILT_IN as GENERAL_INSTRUCTIONS
+from selfdistill.generation.config import DecodingConfig
+from selfdistill.io import write_json_atomic
+
+_LETTER = re.compile(r"\b([AB])\b")
+EXPORT = "alpaca_eval_model_outputs.json"
+
+
+def parse_choice(reply: str) -> str | None:
+    """The first standalone A or B in a judge's reply ("A", "**B**", "Response A is better")."""
+    match = _LETTER.search(reply)
+    return match.group(1) if match else None
+
+
+class HelpfulnessSuite(Suite):
+    name = "helpfulness"
+    description = "pairwise win rate against reference answers, judged in both orders"
+
+    def __init__(self, judge_model: str | None = None):
+        self.judge_model = judge_model
+        self.references: dict[str, str] | None = None  # the seed's answers, when the data has none
+        self._judge = None
+        self.prompt_template = resources.files(__package__).joinpath("pairwise_prompt.txt").read_text(encoding="utf-8")
+
+    def load(self, data, options):
+        from selfdistill.data import ColumnMap, load_examples
+
+        if data is None:
+            text = resources.files(__package__).joinpath(GENERAL_INSTRUCTIONS).read_text(encoding="utf-8")
+            lines = [line.strip() for line in text.splitlines() if line.strip()][: options.limit]
+            examples = [Example(id=f"general-{i}", instruction=line) for i, line in enumerate(lines)]
+            return examples, f"built-in {GENERAL_INSTRUCTIONS} (references: the seed's answers): {len(lines)}"
+        columns = ColumnMap.parse(options.columns) if options.columns else None
+        loaded = load_examples(data, recipe=options.recipe, columns=columns, split=options.split,
+                               config=options.dataset_config, limit=options.limit, require_response=True)  # fmt: skip
+        return loaded.examples, f"{data}: {loaded.report.summary()}"
+
+    def run(self, model: EvalModel, examples, context) -> SuiteResult:
+        from selfdistill.prompts import render_prompt
+
+        prompts = [render_prompt(example, "plain", model.tokenizer, "chat") for example in examples]
+        completions = complete(model, prompts, [e.id for e in examples], context, f"helpfulness / {model.label}")
+        rows = [{"id": e.id, "instruction": e.instruction, "prompt": p, "output": c.text, "num_tokens": c.num_tokens,
+                 "finish_reason": c.finish_reason} for e, p, c in zip(examples, prompts, completions)]  # fmt: skip
+        has_references = all(e.response for e in examples)
+        if not has_references and model.folder is None:  # the seed's answers become the references
+            self.references = {row["id"]: row["output"] for row in rows}
+            return SuiteResult(self.name, model.label, {}, rows, extra={"reference": True})
+        references = [e.response if has_references else self.references[e.id] for e in examples]
+        choices = self._judge_both_orders(examples, [c.text for c in completions], references, context)
+        scores, failures = [], Counter()
+        for row, reference, (first, second) in zip(rows, references, choices):
+            row.update(reference=reference, judge_model_first=first, judge_reference_first=second)
+            if first is None or second is None:
+                failures["unreadable judgement"] += 1
+                row["score"] = None
+                continue
+            row["score"] = ((first == "A") + (second == "B")) / 2
+            scores.append(row["score"])
+        metrics = {"win_rate": bootstrap_mean(scores), "win_both": wilson(sum(s == 1.0 for s in scores), len(scores))}
+        return SuiteResult(self.name, model.label, metrics, rows, dict(failures))
+
+    def finish(self, results: list[SuiteResult], out: Path) -> None:
+        """Each model's answers as alpaca_eval `model_outputs` (instruction, output, generator)."""
+        for result in results:
+            outputs = [{"instruction": row["instruction"], "output": row["output"], "generator": result.model}
+                       for row in result.predictions]  # fmt: skip
+            write_json_atomic(outputs, out / result.model / EXPORT)
+
+    def _judge_both_orders(self, examples, answers, references, context) -> list[tuple[str | None, str | None]]:
+        """(choice with the model's answer as A, choice with the reference as A) per sample."""
+        from selfdistill.generation.engine import generate
+        from selfdistill.prompts import render_prompt
+
+        if self._judge is None:
+            from selfdistill.generation.backends import make_backend
+
+            self._judge = make_backend("transformers", self.judge_model or context.seed_model)
+        prompts = []
+        for example, answer, reference in zip(examples, answers, references):
+            for first, second in ((answer, reference), (reference, answer)):
+                body = self.prompt_template.format(instruction=example.instruction.strip(), first=first.strip(),
+                                                   second=second.strip())  # fmt: skip
+                request = Example(id=example.id, instruction=body.strip())
+                prompts.append(render_prompt(request, "plain", self._judge.tokenizer, "chat"))
+        replies = generate(prompts, self._judge, DecodingConfig(max_new_tokens=8), cache=context.cache,
+                           description="Judging pairs")  # fmt: skip
+        letters = [parse_choice(reply.text) for reply in replies]
+        return list(zip(letters[0::2], letters[1::2]))
