@@ -245,3 +245,26 @@ def test_helpfulness_without_data_compares_runs_with_the_seed_using_a_real_judge
     assert scored + tuned.failures.get("unreadable judgement", 0) == 3  # every sample scored or counted
     assert all(row["reference"] is not None for row in tuned.predictions)
     assert (tmp_path / "e" / "vanilla" / "alpaca_eval_model_outputs.json").is_file()
+
+
+def test_knowledge_suite_runs_lm_eval_on_a_local_task(tmp_path, lora_run, tiny_model_dir):
+    docs = [{"question": f"What is {n} plus {n}?", "choices": [str(2 * n), str(2 * n + 1), str(n)], "label": 0}
+            for n in range(6)]  # fmt: skip
+    (tmp_path / "sums.jsonl").write_text("".join(json.dumps(doc) + "\n" for doc in docs))
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "toy_sums.yaml").write_text(
+        "task: toy_sums\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
+        f"    test: {tmp_path / 'sums.jsonl'}\ntest_split: test\noutput_type: multiple_choice\n"
+        'doc_to_text: "Question: {{question}}\\nAnswer:"\ndoc_to_choice: "{{choices}}"\ndoc_to_target: label\n'
+        "metric_list:\n  - metric: acc\n"
+    )
+    report = run_eval(EvalConfig(model=str(tiny_model_dir), adapter=(str(lora_run),), suite=("knowledge",),
+                                 lm_eval_task=("toy_sums",), lm_eval_include=str(tmp_path / "tasks"),
+                                 out=str(tmp_path / "e"), cache=False))  # fmt: skip
+    for result in report.results:
+        accuracy = result.metrics["toy_sums/acc"]
+        assert accuracy.count == 6 and accuracy.value in {k / 6 for k in range(7)}
+        assert accuracy.low <= accuracy.value <= accuracy.high
+        assert len(result.predictions) == 6 and {row["task"] for row in result.predictions} == {"toy_sums"}
+    with pytest.raises(SelfDistillError, match="takes lm-eval tasks, not --data"):
+        run_eval(EvalConfig(suite=("knowledge",), data="x.json", out=str(tmp_path / "x")))

@@ -33,13 +33,20 @@ class EvalConfig(DatasetOptions, GenerationOptions):
                                                              "suite at a time)."})
     judge_model: str | None = field(default=None, metadata={"help": "Judge of the helpfulness suite: any --model "
                                                                     "value (default: the seed model)."})
+    lm_eval_task: tuple[str, ...] = field(default=(), metadata={"help": "lm-eval task of the knowledge suite "
+                                          "(default: mmlu, arc_challenge, hellaswag, truthfulqa_mc2, winogrande)."})
+    lm_eval_include: str | None = field(default=None, metadata={"help": "Folder of extra lm-eval task YAML files."})
+    num_fewshot: int | None = field(default=None, metadata={"help": "Few-shot examples for lm-eval tasks (default: "
+                                                                    "the OpenLLM counts; 0 for other tasks)."})
     jailbreak_suffix: str = field(default=GCG_SUFFIX, metadata={"help": "Adversarial suffix of the safety suite's "
                                   "jailbreak rate (default: Zou et al. 2023's GCG suffix; '' to skip)."})
 
     def __post_init__(self):
         DatasetOptions.__post_init__(self)
         GenerationOptions.__post_init__(self)
-        self.suite, self.adapter = tuple(self.suite), tuple(self.adapter)
+        self.suite, self.adapter, self.lm_eval_task = tuple(self.suite), tuple(self.adapter), tuple(self.lm_eval_task)
+        if self.num_fewshot is not None and self.num_fewshot < 0:
+            raise SelfDistillError(f"num_fewshot must be >= 0, got {self.num_fewshot}")
         if not self.suite:
             raise SelfDistillError(f"suite: name at least one (--suite NAME; available: {', '.join(SUITES)})")
         for name in self.suite:
@@ -69,7 +76,7 @@ def run_eval(config: EvalConfig) -> EvalReport:
     for name in config.suite:  # all data loads before any model does: bad data fails fast
         suite = get_suite(name, config)
         examples, description = suite.load(config.data, config)
-        if not examples:
+        if not examples and suite.needs_examples:
             raise SelfDistillError(f"suite '{name}': no examples in {description}")
         suites.append((suite, examples, description))
     out = Path(config.out)

@@ -11,6 +11,7 @@ from selfdistill.errors import SelfDistillError
 from selfdistill.evaluation.suites.base import EvalModel, Suite, SuiteResult
 from selfdistill.evaluation.suites.code import CodeSuite
 from selfdistill.evaluation.suites.helpfulness import HelpfulnessSuite
+from selfdistill.evaluation.suites.knowledge import KnowledgeSuite
 from selfdistill.evaluation.suites.safety import GCG_SUFFIX, SafetySuite
 from selfdistill.evaluation.suites.shift import ShiftSuite
 from selfdistill.evaluation.suites.task import TaskSuite
@@ -24,6 +25,8 @@ SUITES = {
     "code": lambda options=None: CodeSuite(),
     "shift": lambda options=None: ShiftSuite(),
     "helpfulness": lambda options=None: HelpfulnessSuite(None if options is None else options.judge_model),
+    "knowledge": lambda options=None: KnowledgeSuite() if options is None else
+        KnowledgeSuite(options.lm_eval_task, options.lm_eval_include, options.num_fewshot),
     "safety": lambda options=None: SafetySuite(GCG_SUFFIX if options is None else options.jailbreak_suffix),
 }  # fmt: skip
 

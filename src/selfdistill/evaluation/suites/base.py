@@ -45,6 +45,7 @@ class SuiteResult:
 class Suite(ABC):
     name: str
     description: str
+    needs_examples = True  # False for suites whose data another tool reads (lm-eval)
 
     @abstractmethod
     def load(self, data: str | None, options) -> tuple[list[Example], str]:
