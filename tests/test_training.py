@@ -350,3 +350,14 @@ def test_cli_train_and_shift_params(tmp_path, data_file, tiny_model_dir, capsys)
     assert "already holds a finished run" in capsys.readouterr().err
     assert cli_main(["train", "--data", str(data_file), "--out", str(tmp_path / "x"), "--lora-r", "0"]) == 2
     assert "lora_r must be >= 1" in capsys.readouterr().err
+
+
+def test_a_builder_output_trains_under_its_recipes_task_prompt(tmp_path, tiny_model_dir):
+    distilled = tmp_path / "distilled.jsonl"  # the canonical layout distill/select write, not gsm8k's columns
+    distilled.write_text("".join(json.dumps({"id": str(i), "instruction": f"What is {i} + {i}?",
+                                             "response": f"{i} + {i} = {2 * i}. The answer is {2 * i}."}) + "\n"
+                                 for i in range(8)))  # fmt: skip
+    out = tmp_path / "run"
+    run_train(config(distilled, tiny_model_dir, out, recipe="gsm8k", max_steps=1))
+    saved = json.loads((out / "train_config.json").read_text())
+    assert saved["prompt"] == {"template": "math_infer", "style": "chat"}

@@ -14,7 +14,8 @@ from selfdistill.progress import console
 def register(subparsers) -> None:
     add_config_command(
         subparsers, "eval", EvalConfig, _run,
-        help="Evaluate the seed and fine-tuned runs on suites (math, functions, safety).",
+        help="Evaluate the seed and fine-tuned runs on suites (math, functions, code, safety, helpfulness, "
+        "knowledge, shift).",
         description="Runs each suite on the seed model and on every --adapter run folder (LoRA or full), with the "
         "same data and decoding; writes predictions and metrics per model and suite, and results.json.",
     )  # fmt: skip
@@ -34,7 +35,7 @@ def suite_table(suite: str, results) -> Table:
     """One row per model: each metric with its 95% interval, the sample count, samples not scored."""
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=escape(f"{suite}: {results[0].data}"),
                   caption="value [95% confidence interval]")
-    metrics = list(dict.fromkeys(name for result in results for name in result.metrics))
+    metrics = list(dict.fromkeys(name for r in results for name in (r.headline or r.metrics)))
     shift = any("param_shift" in result.extra for result in results)
     table.add_column("model")
     for name in metrics:
@@ -49,6 +50,7 @@ def suite_table(suite: str, results) -> Table:
         if shift:
             moved = result.extra.get("param_shift")
             cells.append(f"{moved['relative']:.3e}" if moved else "—")
-        count = max((e.count for e in result.metrics.values()), default=len(result.predictions))
+        count = max((result.metrics[name].count for name in metrics if name in result.metrics),
+                    default=len(result.predictions))  # fmt: skip
         table.add_row(escape(result.model), *cells, str(count), str(sum(result.failures.values())))
     return table

@@ -11,6 +11,7 @@ from selfdistill.data.load import (
     LoadedData,
     LoadReport,
     load_examples,
+    load_task_examples,
     stream_examples,
     write_examples_jsonl,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "get_recipe",
     "list_recipes",
     "load_examples",
+    "load_task_examples",
     "stream_examples",
     "write_examples_jsonl",
 ]

@@ -113,6 +113,43 @@ def load_examples(
     return LoadedData(examples=list(stream.examples), report=stream.report, recipe=stream.recipe)
 
 
+def load_task_examples(
+    source: str | os.PathLike,
+    *,
+    recipe: str | Recipe | None,
+    columns: ColumnMap | dict[str, Any] | None = None,
+    split: str | None = None,
+    config: str | None = None,
+    limit: int | None = None,
+    require_response: bool = True,
+) -> LoadedData:
+    """`load_examples` for a task named by `recipe`, whatever layout `source` is in.
+
+    A file in the recipe's layout is read through its columns (and its answer extractor and
+    response rewriter); a file without them, such as a `distill`/`select` output in the canonical
+    layout, is read by its own layout. Either way the returned `recipe` is the task's, so callers
+    prompt and judge both the same way. The load report's layout says which reading was used.
+    """
+    chosen = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    by_recipe = chosen if chosen is None or _has_recipe_columns(source, chosen, columns, split) else None
+    loaded = load_examples(source, recipe=by_recipe, columns=columns, split=split, config=config, limit=limit,
+                           require_response=require_response)  # fmt: skip
+    return LoadedData(loaded.examples, loaded.report, chosen or loaded.recipe)
+
+
+def _has_recipe_columns(source, recipe: Recipe, columns, split: str | None) -> bool:
+    path = Path(source).expanduser()
+    if not path.is_file():
+        return True  # Hub ids, recipe names and dataset folders are read as the recipe says
+    table = read_file(path, split=split)
+    given = columns if isinstance(columns, ColumnMap) or columns is None else ColumnMap.from_dict(columns)
+    try:
+        recipe.columns.overlay(given or ColumnMap()).resolve(table.columns, table.name)
+    except SelfDistillError:
+        return False
+    return True
+
+
 def stream_examples(
     source: str | os.PathLike,
     *,

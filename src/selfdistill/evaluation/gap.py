@@ -33,7 +33,7 @@ from selfdistill.data import (
     LoadedData,
     Recipe,
     get_recipe,
-    load_examples,
+    load_task_examples,
 )
 from selfdistill.data.options import DatasetOptions
 from selfdistill.errors import SelfDistillError
@@ -259,29 +259,13 @@ def plot_gap(report: GapReport, path: str | os.PathLike) -> None:
 def _load(config: GapConfig, source: str, recipe: Recipe | None) -> LoadedData:
     """One dataset, read through the recipe's columns when it has them, else by its own layout.
 
-    So a gold set in the recipe's layout and a distilled set written by `write_examples_jsonl`
-    (instruction/response columns) are compared under the same task prompt; the recipe's response
-    rewriter then applies only to the former. The load report's layout says which was used.
+    So a gold set in the recipe's layout and a distilled set (canonical instruction/response
+    columns) are compared under the same task prompt; the recipe's response rewriter then applies
+    only to the former. The load report's layout says which was used.
     """
     columns = ColumnMap.parse(config.columns) if config.columns else None
-    if recipe is not None and not _has_columns(source, recipe, columns, config.split):
-        recipe = None
-    return load_examples(source, recipe=recipe, columns=columns, split=config.split, config=config.dataset_config,
-                         limit=config.limit, require_response=True)  # fmt: skip
-
-
-def _has_columns(source: str, recipe: Recipe, columns: ColumnMap | None, split: str | None) -> bool:
-    from selfdistill.data.readers import read_file
-
-    path = Path(source).expanduser()
-    if not path.is_file():
-        return True  # Hub ids, recipe names and dataset folders are read as the recipe says
-    table = read_file(path, split=split)
-    try:
-        recipe.columns.overlay(columns or ColumnMap()).resolve(table.columns, table.name)
-    except SelfDistillError:
-        return False
-    return True
+    return load_task_examples(source, recipe=recipe, columns=columns, split=config.split,
+                              config=config.dataset_config, limit=config.limit, require_response=True)  # fmt: skip
 
 
 def _score_dataset(config, label, source, data, model, tokenizer, template, style, on_batch) -> DatasetGap:

@@ -1,8 +1,9 @@
 """The models an evaluation compares: the seed, and each fine-tuned run on the same base weights.
 
-A LoRA run folder is merged into a copy of the already loaded seed (no second load from disk);
-a full fine-tuning folder is loaded as a model. Each gets a fingerprint of its own (the seed's
-plus the adapter file's digest), so the completion cache never mixes their outputs.
+A LoRA run folder is attached, unmerged, to a copy of the already loaded seed (no second load
+from disk; merged bf16 weights would round small updates away); a full fine-tuning folder is
+loaded as a model. Each gets a fingerprint of its own (the seed's plus the digest of the adapter's
+config and weights), so the completion cache never mixes their outputs.
 """
 
 from __future__ import annotations
@@ -33,16 +34,20 @@ def _fine_tuned(seed, folder: Path):
     if (folder / "adapter_config.json").is_file():
         from selfdistill.training.adapters import load_adapter
 
-        weights = folder / "adapter_model.safetensors"
-        digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16] if weights.is_file() else "none"
+        weights = [p for p in (folder / "adapter_model.safetensors", folder / "adapter_model.bin") if p.is_file()]
+        if not weights:
+            raise SelfDistillError(f"--adapter {folder}: adapter_config.json but no adapter_model weights")
+        digest = hashlib.sha256((folder / "adapter_config.json").read_bytes() + weights[0].read_bytes())
         try:
-            model = load_adapter(copy.deepcopy(seed), folder).merge_and_unload()
+            # not merged: in bf16, W + dW would round small updates away; the LoRA path keeps them
+            model = load_adapter(copy.deepcopy(seed), folder)
         except (RuntimeError, ValueError, KeyError) as err:
             raise SelfDistillError(f"--adapter {folder} does not fit the seed model: "
                                    f"{str(err).strip().splitlines()[0]}") from err  # fmt: skip
         seed_source = seed.selfdistill_source
-        model.selfdistill_source = ModelSource(str(folder), str(folder), f"{seed_source.fingerprint}+lora:{digest}")
-        return model
+        model.selfdistill_source = ModelSource(str(folder), str(folder),
+                                               f"{seed_source.fingerprint}+lora:{digest.hexdigest()[:16]}")  # fmt: skip
+        return model.eval()
     if (folder / "config.json").is_file():
         return load_model(str(folder), device=str(next(seed.parameters()).device))[0]
     raise SelfDistillError(f"--adapter {folder} holds neither a PEFT adapter nor a model")

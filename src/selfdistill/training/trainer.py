@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from selfdistill.data import DEFAULT_TASK_PROMPT, get_recipe
+from selfdistill.data import DEFAULT_TASK_PROMPT
 from selfdistill.errors import SelfDistillError
 from selfdistill.io import write_json_atomic
 from selfdistill.training.checkpoint import (
@@ -100,8 +100,10 @@ def run_train(config: TrainConfig) -> TrainSummary:
         if config.overwrite and run.contains(Path(path)):
             raise SelfDistillError(f"{name} {path} lies inside --out {run.path}, which --overwrite would delete")
 
-    data = config.load(config.data, require_response=True)  # bad data fails before the model loads
-    recipe = get_recipe(config.recipe) if config.recipe else data.recipe
+    # bad data fails before the model loads; a distill/select output is read by its own layout and
+    # trained under the recipe's task prompt, like the gold it was built from
+    data = config.load_task(config.data, require_response=True)
+    recipe = data.recipe
     default_template, default_style = recipe.task_prompt if recipe else DEFAULT_TASK_PROMPT
     template_name, style = config.template or default_template, config.style or default_style
     source = resolve_model(config.model)

@@ -34,6 +34,7 @@ class SuiteResult:
     predictions: list[dict]  # one row per prompt: id, prompt, output, verdict, reason, ...
     failures: dict[str, int] = field(default_factory=dict)  # samples that could not be scored, per reason
     extra: dict[str, Any] = field(default_factory=dict)  # suite-specific figures without an interval
+    headline: tuple[str, ...] = ()  # the metrics a summary table shows (empty: all); JSON keeps every one
     data: str = ""  # where the examples came from, with the load summary (set by the runner)
 
     def to_dict(self) -> dict:

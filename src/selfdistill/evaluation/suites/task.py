@@ -22,10 +22,11 @@ class TaskSuite(Suite):
         self.name, self.recipe, self.split, self.description = name, recipe, split, description
 
     def load(self, data, options):
-        source = data or self.recipe  # the recipe name: its Hub copy
+        # no --data: the Hub copy of --recipe (e.g. multiarith) or of the suite's own recipe
+        source = data or (options.recipe if options.recipe and get_recipe(options.recipe).hub_id else self.recipe)
         # a recipe named as --data brings its own column mapping; any other source uses the suite's
         recipe = options.recipe or (None if source in recipe_names() else self.recipe)
-        split = options.split or (self.split if source == self.recipe else None)
+        split = options.split or (self.split if source == self.recipe else None)  # else the recipe's own
         from selfdistill.data import ColumnMap, load_examples
 
         columns = ColumnMap.parse(options.columns) if options.columns else None
