@@ -358,6 +358,6 @@ def test_a_builder_output_trains_under_its_recipes_task_prompt(tmp_path, tiny_mo
                                              "response": f"{i} + {i} = {2 * i}. The answer is {2 * i}."}) + "\n"
                                  for i in range(8)))  # fmt: skip
     out = tmp_path / "run"
-    run_train(config(distilled, tiny_model_dir, out, recipe="gsm8k", max_steps=1))
+    run_train(config(distilled, tiny_model_dir, out, recipe="gsm8k", max_steps=1, max_length=512))
     saved = json.loads((out / "train_config.json").read_text())
     assert saved["prompt"] == {"template": "math_infer", "style": "chat"}
