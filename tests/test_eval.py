@@ -340,3 +340,11 @@ def test_endpoint_judge_retries_and_records_failures_per_sample(chat_server, mon
                                  judge_model="openai:judge", out=str(tmp_path / "e"), max_new_tokens=4, cache=False))  # fmt: skip
     [row] = report.results[0].predictions
     assert (row["judge_model_first"], row["judge_reference_first"], row["score"]) == ("A", "A", 0.5)
+
+
+def test_python_api_evaluate_takes_the_cli_options(tmp_path, tiny_model_dir):
+    from selfdistill import evaluate
+
+    report = evaluate("safety", out=str(tmp_path / "e"), model=str(tiny_model_dir), limit=2, max_new_tokens=4,
+                      jailbreak_suffix="", cache=False)  # fmt: skip
+    assert [(r.model, r.suite, r.metrics["safe_rate"].count) for r in report.results] == [("seed", "safety", 2)]

@@ -14,6 +14,7 @@ _API = {
     "distill": "selfdistill.api:distill",
     "select": "selfdistill.api:select",
     "train": "selfdistill.api:train",
+    "evaluate": "selfdistill.api:evaluate",
     "parameter_shift": "selfdistill.training.shift:parameter_shift",
     "TrainConfig": "selfdistill.training:TrainConfig",
     "load_examples": "selfdistill.data:load_examples",

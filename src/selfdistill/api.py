@@ -4,6 +4,7 @@
     rows = generate(["Name three primes."], max_new_tokens=32)
     summary = distill("train.json", out="distilled.jsonl", recipe="gsm8k")
     run = train("distilled.jsonl", out="runs/sdft", recipe="gsm8k")
+    report = evaluate(["safety", "shift"], out="runs/eval", adapter=("runs/sdft",))
 """
 
 from __future__ import annotations
@@ -56,3 +57,14 @@ def train(data: str, *, out: str, **options):
     from selfdistill.training import TrainConfig, run_train
 
     return run_train(TrainConfig(data=data, out=out, **options))
+
+
+def evaluate(suites: str | Sequence[str], *, out: str, **options):
+    """Run evaluation suites on the seed and on each fine-tuned run; returns an `EvalReport`.
+
+    `options` are `EvalConfig` fields (model, adapter=(run folders...), data, limit, judge_model, ...).
+    """
+    from selfdistill.evaluation.run import EvalConfig, run_eval
+
+    suites = (suites,) if isinstance(suites, str) else tuple(suites)
+    return run_eval(EvalConfig(suite=suites, out=out, **options))
