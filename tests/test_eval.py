@@ -348,3 +348,42 @@ def test_python_api_evaluate_takes_the_cli_options(tmp_path, tiny_model_dir):
     report = evaluate("safety", out=str(tmp_path / "e"), model=str(tiny_model_dir), limit=2, max_new_tokens=4,
                       jailbreak_suffix="", cache=False)  # fmt: skip
     assert [(r.model, r.suite, r.metrics["safe_rate"].count) for r in report.results] == [("seed", "safety", 2)]
+
+
+def test_endpoint_setup_errors_stop_the_run_and_the_write_guard_covers_low_level_routes(tmp_path):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from selfdistill.judges.code_exec import run_program
+    from selfdistill.judges.endpoint import ChatEndpoint
+
+    class Unauthorised(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.send_response(401)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Unauthorised)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(SelfDistillError, match="HTTP 401"):
+            ChatEndpoint("judge", base_url=f"http://127.0.0.1:{server.server_address[1]}/v1").complete_many(["hi"], 4)
+    finally:
+        server.shutdown()
+
+    target = tmp_path / "escaped.txt"
+    for attempt in (f"import io\nio.FileIO({str(target)!r}, 'w')", f"import posix\nposix.open({str(target)!r}, 65)",
+                    f"import os\nos.open('escaped.txt', 65, dir_fd=os.open({str(tmp_path)!r}, 0))",
+                    "import importlib, os\nos = importlib.reload(os)\n"
+                    f"os.open({str(target)!r}, os.O_WRONLY | os.O_CREAT)"):  # fmt: skip
+        result = run_program(attempt, timeout=5)
+        assert not result.passed and "outside the sample's temporary directory" in result.reason, attempt
+    assert not target.exists()
+    assert run_program("import os\nwith open(os.devnull, 'w') as sink:\n    print('x', file=sink)").passed
+
+
+def test_evaluate_takes_a_single_adapter_name(tmp_path):
+    config = EvalConfig(suite="safety", adapter="runs/sdft", lm_eval_task="mmlu", out=str(tmp_path))
+    assert (config.suite, config.adapter, config.lm_eval_task) == (("safety",), ("runs/sdft",), ("mmlu",))

@@ -44,7 +44,10 @@ class EvalConfig(DatasetOptions, GenerationOptions):
     def __post_init__(self):
         DatasetOptions.__post_init__(self)
         GenerationOptions.__post_init__(self)
-        self.suite, self.adapter, self.lm_eval_task = tuple(self.suite), tuple(self.adapter), tuple(self.lm_eval_task)
+        # a single name (Python API) is one value, not a sequence of characters
+        self.suite, self.adapter, self.lm_eval_task = (
+            (value,) if isinstance(value, str) else tuple(value) for value in (self.suite, self.adapter, self.lm_eval_task)
+        )
         if self.num_fewshot is not None and self.num_fewshot < 0:
             raise SelfDistillError(f"num_fewshot must be >= 0, got {self.num_fewshot}")
         if not self.suite:

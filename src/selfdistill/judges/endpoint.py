@@ -3,12 +3,14 @@
 Named as `openai:MODEL` wherever a judge model is taken (e.g. `eval --judge-model openai:gpt-4o`).
 The base URL comes from `OPENAI_BASE_URL` (default https://api.openai.com/v1) and the key from
 `OPENAI_API_KEY` (optional for local servers). Requests run `concurrency` at a time, each with a
-timeout; 429, 5xx and connection errors are retried with exponential backoff and jitter; a request
-that still fails is returned as an `EndpointError` for its sample alone, so the run goes on.
+timeout; 429, 5xx and connection errors are retried with exponential backoff and jitter (at least
+the server's Retry-After); a request that still fails is returned as an `EndpointError` for its
+sample alone, so the run goes on. 401, 403 and 404 (wrong key, model or URL) stop the run at once.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
@@ -22,6 +24,8 @@ from selfdistill.errors import SelfDistillError
 
 PREFIX = "openai:"
 RETRIED_STATUS = {408, 409, 429, 500, 502, 503, 504}
+FATAL_STATUS = {401, 403, 404}  # a wrong key, model or URL: stop instead of failing every sample
+MAX_RETRY_AFTER = 120.0  # seconds
 
 
 @dataclass(frozen=True)
@@ -58,20 +62,32 @@ class ChatEndpoint:
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        reason = "no attempt made"
+        reason, retry_after = "no attempt made", 0.0
         for attempt in range(self.retries + 1):
-            if attempt:  # exponential backoff with full jitter
-                time.sleep(random.uniform(0, self.backoff * 2 ** (attempt - 1)))
+            if attempt:  # exponential backoff with full jitter, at least what the server asked for
+                time.sleep(max(random.uniform(0, self.backoff * 2 ** (attempt - 1)), retry_after))
+                retry_after = 0.0
             request = urllib.request.Request(f"{self.url}/chat/completions", data=body, headers=headers)
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     return json.loads(response.read())["choices"][0]["message"]["content"] or ""
             except urllib.error.HTTPError as err:
-                reason = f"HTTP {err.code}"
-                if err.code not in RETRIED_STATUS:
-                    return EndpointError(f"{reason}: {err.read()[:200].decode(errors='replace')}")
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-                reason = f"connection error: {getattr(err, 'reason', err)}"
-            except (KeyError, IndexError, ValueError) as err:
+                with err:
+                    reason, detail = f"HTTP {err.code}", err.read()[:200].decode(errors="replace")
+                    if err.code in FATAL_STATUS:  # a setup error: every request would fail the same way
+                        raise SelfDistillError(f"judge endpoint {self.url} ({self.model}): {reason}: {detail}") from None
+                    if err.code not in RETRIED_STATUS:
+                        return EndpointError(f"{reason}: {detail}")
+                    retry_after = min(_seconds(err.headers.get("Retry-After")), MAX_RETRY_AFTER)
+            except (OSError, http.client.HTTPException) as err:  # connection, TLS, timeouts, cut-off bodies
+                reason = f"connection error: {getattr(err, 'reason', None) or err}"
+            except (KeyError, IndexError, TypeError, AttributeError, ValueError) as err:
                 return EndpointError(f"unexpected response: {type(err).__name__}: {err}")
         return EndpointError(f"{reason} after {self.retries + 1} attempts")
+
+
+def _seconds(value: str | None) -> float:
+    try:
+        return max(0.0, float(value)) if value else 0.0
+    except ValueError:
+        return 0.0  # an HTTP date: fall back to our own backoff
