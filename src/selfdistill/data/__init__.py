@@ -11,7 +11,6 @@ from selfdistill.data.load import (
     LoadedData,
     LoadReport,
     load_examples,
-    load_task_examples,
     stream_examples,
     write_examples_jsonl,
 )
@@ -33,7 +32,6 @@ __all__ = [
     "get_recipe",
     "list_recipes",
     "load_examples",
-    "load_task_examples",
     "stream_examples",
     "write_examples_jsonl",
 ]

@@ -101,53 +101,20 @@ def load_examples(
     config: str | None = None,
     limit: int | None = None,
     require_response: bool = True,
+    recipe_columns_optional: bool = False,
 ) -> LoadedData:
     """Load `source` as a list of `Example`s; `limit` keeps the first N usable rows.
 
     `split` picks a Hub split (default: the recipe's, else "train") or the key of a .json object
     holding splits; `config` is a Hub config. Pass `require_response=False` for prompt-only
-    (evaluation) data. `stream_examples` takes the same arguments and reads rows lazily.
+    (evaluation) data. With `recipe_columns_optional`, a source without the recipe's columns (such
+    as a `distill`/`select` output in the canonical layout) is read by its own layout, and the
+    recipe still names the task (its prompt and judge). `stream_examples` takes the same arguments
+    and reads rows lazily.
     """
     stream = stream_examples(source, recipe=recipe, columns=columns, split=split, config=config, limit=limit,
-                             require_response=require_response)  # fmt: skip
+                             require_response=require_response, recipe_columns_optional=recipe_columns_optional)  # fmt: skip
     return LoadedData(examples=list(stream.examples), report=stream.report, recipe=stream.recipe)
-
-
-def load_task_examples(
-    source: str | os.PathLike,
-    *,
-    recipe: str | Recipe | None,
-    columns: ColumnMap | dict[str, Any] | None = None,
-    split: str | None = None,
-    config: str | None = None,
-    limit: int | None = None,
-    require_response: bool = True,
-) -> LoadedData:
-    """`load_examples` for a task named by `recipe`, whatever layout `source` is in.
-
-    A file in the recipe's layout is read through its columns (and its answer extractor and
-    response rewriter); a file without them, such as a `distill`/`select` output in the canonical
-    layout, is read by its own layout. Either way the returned `recipe` is the task's, so callers
-    prompt and judge both the same way. The load report's layout says which reading was used.
-    """
-    chosen = get_recipe(recipe) if isinstance(recipe, str) else recipe
-    by_recipe = chosen if chosen is None or _has_recipe_columns(source, chosen, columns, split) else None
-    loaded = load_examples(source, recipe=by_recipe, columns=columns, split=split, config=config, limit=limit,
-                           require_response=require_response)  # fmt: skip
-    return LoadedData(loaded.examples, loaded.report, chosen or loaded.recipe)
-
-
-def _has_recipe_columns(source, recipe: Recipe, columns, split: str | None) -> bool:
-    path = Path(source).expanduser()
-    if not path.is_file():
-        return True  # Hub ids, recipe names and dataset folders are read as the recipe says
-    table = read_file(path, split=split)
-    given = columns if isinstance(columns, ColumnMap) or columns is None else ColumnMap.from_dict(columns)
-    try:
-        recipe.columns.overlay(given or ColumnMap()).resolve(table.columns, table.name)
-    except SelfDistillError:
-        return False
-    return True
 
 
 def stream_examples(
@@ -159,6 +126,7 @@ def stream_examples(
     config: str | None = None,
     limit: int | None = None,
     require_response: bool = True,
+    recipe_columns_optional: bool = False,
 ) -> ExampleStream:
     """Like `load_examples`, but rows are read and mapped one at a time as `examples` is iterated.
 
@@ -169,7 +137,11 @@ def stream_examples(
         raise SelfDistillError(f"limit must be a positive number of examples, got {limit}")
     chosen = get_recipe(recipe) if isinstance(recipe, str) else recipe
     table, dataset_name, chosen = _open_source(os.fspath(source), chosen, split, config)
-    column_map, layout = _choose_columns(table, chosen, columns)
+    # the recipe that maps columns (and extracts answers); `chosen` stays the task either way
+    by_recipe = chosen
+    if recipe_columns_optional and chosen is not None and not _has_columns(table, chosen, columns):
+        by_recipe = None
+    column_map, layout = _choose_columns(table, by_recipe, columns)
     if require_response and column_map.response is None and column_map.messages is None:
         raise SelfDistillError(
             f"{table.name}: no response column (columns: {', '.join(table.columns)}); {COLUMNS_HINT}, "
@@ -178,7 +150,7 @@ def stream_examples(
 
     def fresh_pass() -> ExampleStream:
         report = LoadReport(source=table.name, total_rows=0, kept=0, layout=layout, columns=column_map.mapped())
-        examples = _convert(table, column_map, dataset_name, chosen, limit, require_response, report)
+        examples = _convert(table, column_map, dataset_name, by_recipe, limit, require_response, report)
         return ExampleStream(examples=examples, report=report, recipe=chosen, reread=fresh_pass)
 
     return fresh_pass()
@@ -237,6 +209,15 @@ def _looks_like_path(source: str) -> bool:
         or source.count("/") > 1
         or "\\" in source
     )
+
+
+def _has_columns(table: Table, recipe: Recipe, columns: ColumnMap | dict[str, Any] | None) -> bool:
+    given = columns if isinstance(columns, ColumnMap) or columns is None else ColumnMap.from_dict(columns)
+    try:
+        recipe.columns.overlay(given or ColumnMap()).resolve(table.columns, table.name)
+    except SelfDistillError:
+        return False
+    return True
 
 
 def _choose_columns(

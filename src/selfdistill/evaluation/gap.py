@@ -33,7 +33,7 @@ from selfdistill.data import (
     LoadedData,
     Recipe,
     get_recipe,
-    load_task_examples,
+    load_examples,
 )
 from selfdistill.data.options import DatasetOptions
 from selfdistill.errors import SelfDistillError
@@ -264,8 +264,8 @@ def _load(config: GapConfig, source: str, recipe: Recipe | None) -> LoadedData:
     only to the former. The load report's layout says which was used.
     """
     columns = ColumnMap.parse(config.columns) if config.columns else None
-    return load_task_examples(source, recipe=recipe, columns=columns, split=config.split,
-                              config=config.dataset_config, limit=config.limit, require_response=True)  # fmt: skip
+    return load_examples(source, recipe=recipe, columns=columns, split=config.split, config=config.dataset_config,
+                         limit=config.limit, require_response=True, recipe_columns_optional=True)  # fmt: skip
 
 
 def _score_dataset(config, label, source, data, model, tokenizer, template, style, on_batch) -> DatasetGap:
