@@ -5,7 +5,8 @@ from selfdistill.models.loading import (
     DEFAULT_MODEL,
     ModelSource,
     load_model,
+    load_tokenizer,
     resolve_model,
 )
 
-__all__ = ["DEFAULT_MODEL", "EMBEDDED_MODELS", "ModelSource", "load_model", "resolve_model"]
+__all__ = ["DEFAULT_MODEL", "EMBEDDED_MODELS", "ModelSource", "load_model", "load_tokenizer", "resolve_model"]

@@ -71,14 +71,14 @@ def resolve_model(spec: str | os.PathLike | None = None) -> ModelSource:
     raise SelfDistillError(f"model '{spec}' not found; tried " + "; ".join(tried))
 
 
-def load_model(source: ModelSource | str | None = None, *, device: str | None = None, dtype=None):
+def load_model(source: ModelSource | str | None = None, *, device: str | None = None, dtype=None, tokenizer=None):
     """Load (model, tokenizer) ready for generation: eval mode, left padding, a pad token set.
 
     `dtype` defaults to float32 on CPU (bf16 is applied per step with autocast where it helps) and
     bfloat16 on GPUs that support it.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     if not isinstance(source, ModelSource):
         source = resolve_model(source)
@@ -86,23 +86,40 @@ def load_model(source: ModelSource | str | None = None, *, device: str | None = 
     if dtype is None:
         use_bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
         dtype = torch.bfloat16 if use_bf16 else torch.float32
+    tokenizer = tokenizer or load_tokenizer(source)  # a caller that already holds it passes it
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source.path)
         model = AutoModelForCausalLM.from_pretrained(source.path, dtype=dtype)
     except OSError as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SelfDistillError(
-            f"model '{source.spec}' could not be loaded from {source.path}: {first_line}"
+            f"model '{source.spec}' could not be loaded from {source.path}: {_first_line(err)}"
         ) from err
     model.to(device).eval()
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
     if source.fingerprint.startswith("hub:"):
         commit = getattr(model.config, "_commit_hash", None)
         source = ModelSource(source.spec, source.path, f"{source.fingerprint}@{commit}")
     model.selfdistill_source = source
     return model, tokenizer
+
+
+def load_tokenizer(source: ModelSource | str | None = None):
+    """The model's tokenizer, left-padded (for batched generation) with a pad token set."""
+    from transformers import AutoTokenizer
+
+    if not isinstance(source, ModelSource):
+        source = resolve_model(source)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.path)
+    except OSError as err:
+        raise SelfDistillError(f"model '{source.spec}' could not be loaded from {source.path} (its tokenizer): "
+                               f"{_first_line(err)}") from err  # fmt: skip
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def _materialize_gguf(spec: str, gguf_path: Path, cache_name: str) -> ModelSource:

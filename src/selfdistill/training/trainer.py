@@ -79,7 +79,7 @@ def run_train(config: TrainConfig) -> TrainSummary:
     from accelerate import Accelerator
     from accelerate.utils import DistributedType, InitProcessGroupKwargs, set_seed
 
-    from selfdistill.models import resolve_model
+    from selfdistill.models import load_tokenizer, resolve_model
     from selfdistill.models.heads import split_lm_head
     from selfdistill.models.precision import use_bf16
     from selfdistill.training.loss import CompletionLoss
@@ -107,7 +107,7 @@ def run_train(config: TrainConfig) -> TrainSummary:
     default_template, default_style = recipe.task_prompt if recipe else DEFAULT_TASK_PROMPT
     template_name, style = config.template or default_template, config.style or default_style
     source = resolve_model(config.model)
-    tokenizer = _load_tokenizer(source)
+    tokenizer = load_tokenizer(source)
     rows, encode_report = encode_rows(data.examples, tokenizer, template_name, style, config.max_length,
                                       config.truncation)  # fmt: skip
     # what is trained: the options, the seed's weights and the exact token rows
@@ -127,7 +127,7 @@ def run_train(config: TrainConfig) -> TrainSummary:
     if config.overwrite and run.path.exists() and accelerator.is_main_process:
         run.clear()
     set_seed(config.seed)  # the same LoRA initialisation on every process
-    model, tokenizer = _prepare_model(config, source, bf16, accelerator.device)
+    model = _prepare_model(config, source, tokenizer, bf16, accelerator.device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     counts = (sum(p.numel() for p in trainable), sum(p.numel() for p in model.parameters()))
     set_seed(config.seed + accelerator.process_index)  # dropout masks differ between processes
@@ -247,19 +247,7 @@ def _forward_backward(accelerator, loss_model, batches: list[list[TrainRow]], lo
     return accelerator.reduce(nll_sum, "sum").item() / loss_tokens
 
 
-def _load_tokenizer(source):
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source.path)
-    except OSError as err:
-        raise SelfDistillError(f"model '{source.spec}': cannot load its tokenizer from {source.path}") from err
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
-def _prepare_model(config: TrainConfig, source, bf16: bool, device):
+def _prepare_model(config: TrainConfig, source, tokenizer, bf16: bool, device):
     """The model to train: LoRA adapters on a frozen seed, or every weight trainable (fp32 master weights).
 
     A LoRA run under bf16 keeps the frozen seed weights in bf16 (half the memory, no per-step
@@ -270,7 +258,7 @@ def _prepare_model(config: TrainConfig, source, bf16: bool, device):
     from selfdistill.models import load_model
 
     dtype = torch.bfloat16 if bf16 and not config.full else torch.float32
-    model, tokenizer = load_model(source, device=str(device), dtype=dtype)
+    model, _ = load_model(source, device=str(device), dtype=dtype, tokenizer=tokenizer)
     del model.selfdistill_source  # its weights are about to change: never key a generation cache on them
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -280,7 +268,7 @@ def _prepare_model(config: TrainConfig, source, bf16: bool, device):
         from selfdistill.training.adapters import attach_lora
 
         model = attach_lora(model, config.peft_config())
-    return model, tokenizer
+    return model
 
 
 def _optimizer(model, config: TrainConfig):
