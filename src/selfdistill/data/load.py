@@ -112,8 +112,10 @@ def load_examples(
     recipe still names the task (its prompt and judge). `stream_examples` takes the same arguments
     and reads rows lazily.
     """
-    stream = stream_examples(source, recipe=recipe, columns=columns, split=split, config=config, limit=limit,
-                             require_response=require_response, recipe_columns_optional=recipe_columns_optional)  # fmt: skip
+    stream = stream_examples(
+        source, recipe=recipe, columns=columns, split=split, config=config, limit=limit,
+        require_response=require_response, recipe_columns_optional=recipe_columns_optional,
+    )  # fmt: skip
     return LoadedData(examples=list(stream.examples), report=stream.report, recipe=stream.recipe)
 
 

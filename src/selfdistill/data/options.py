@@ -21,11 +21,14 @@ class DatasetOptions:
         if self.limit is not None and self.limit < 1:
             raise SelfDistillError(f"limit must be >= 1, got {self.limit}")
 
-    def load(self, source: str, *, require_response: bool):
-        """All examples in memory (`LoadedData`)."""
+    def load(self, source: str, *, require_response: bool, recipe: str | None = None, split: str | None = None):
+        """All examples in memory (`LoadedData`); `recipe` and `split` are used where the options name none."""
         from selfdistill.data import load_examples
 
-        return load_examples(source, require_response=require_response, **self._load_arguments())
+        arguments = self._load_arguments()
+        arguments["recipe"] = arguments["recipe"] or recipe
+        arguments["split"] = arguments["split"] or split
+        return load_examples(source, require_response=require_response, **arguments)
 
     def load_task(self, source: str, *, require_response: bool):
         """All examples in memory, for the recipe's task even when `source` is in another layout

@@ -22,10 +22,11 @@ def eval_models(seed_spec: str, adapters: tuple[str, ...], backend: str, precisi
     from selfdistill.generation.backends import make_backend
 
     seed, tokenizer = load_model(seed_spec)
-    yield EvalModel("seed", make_backend(backend, (seed, tokenizer), precision=precision), tokenizer)
+    yield EvalModel("seed", make_backend(backend, (seed, tokenizer), precision=precision), tokenizer, seed=seed)
     for label, folder in zip(_labels(adapters), adapters):
         model = _fine_tuned(seed, Path(folder))
-        yield EvalModel(label, make_backend(backend, (model, tokenizer), precision=precision), tokenizer, folder)
+        yield EvalModel(label, make_backend(backend, (model, tokenizer), precision=precision), tokenizer, folder,
+                        seed)  # fmt: skip
 
 
 def _fine_tuned(seed, folder: Path):

@@ -23,6 +23,7 @@ from selfdistill.generation.base import Completion, GenerationBackend
 from selfdistill.generation.config import DecodingConfig
 from selfdistill.models.precision import PRECISIONS, bf16_supported
 
+
 class TransformersBackend(GenerationBackend):
     name = "transformers"
 

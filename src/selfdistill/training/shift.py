@@ -63,7 +63,8 @@ def parameter_shift(model: str | None = None, adapter: str | Path = ".", seed_mo
     """Shift of the run in `adapter` (a PEFT adapter folder, or a full model folder) from seed `model`.
 
     `model` defaults to the seed recorded by `selfdistill train` in the run's folder, else the
-    embedded model. `seed_model` may pass the seed already loaded (fp32); it is not modified.
+    embedded model. `seed_model` may pass the seed already loaded (on any device, in any precision:
+    norms are taken in fp32); it is not modified.
     """
     import torch
 
@@ -134,8 +135,9 @@ def _full_shift(seed_model, folder: Path) -> list[WeightShift]:
             seed_param = seed_params.get(name)
             if seed_param is None or seed_param.shape != tuned_param.shape:
                 raise SelfDistillError(f"--adapter {folder}: weight {name} does not match the seed model")
-            delta = (tuned_param.float() - seed_param.float()).norm()
-            shifts.append(WeightShift(name, float(delta), float(seed_param.float().norm())))
+            seed_weight = seed_param.float().cpu()  # a seed passed in may live on a GPU
+            delta = (tuned_param.float() - seed_weight).norm()
+            shifts.append(WeightShift(name, float(delta), float(seed_weight.norm())))
     return shifts
 
 

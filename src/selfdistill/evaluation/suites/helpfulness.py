@@ -5,8 +5,9 @@ References are the data's outputs (AlpacaEval layout: instruction, output; `--da
 instructions (so each fine-tuned model is compared with the model it started from). A judge model
 (`--judge-model`: any --model value, default the seed; or `openai:MODEL` for an OpenAI-compatible
 endpoint, see `judges/endpoint.py`) reads `pairwise_prompt.txt` and answers A or B. A request the
-endpoint still fails after its retries leaves that sample unscored, with its reason. Every pair is judged in both orders to cancel position bias: a sample scores 1 when the model's
-answer wins both times, 0.5 when the verdict follows the position, 0 when it loses both. The win
+endpoint still fails after its retries leaves that sample unscored, with its reason. Every pair
+is judged in both orders to cancel position bias: a sample scores 1 when the model's answer wins
+both times, 0.5 when the verdict follows the position, 0 when it loses both. The win
 rate is the mean score (bootstrap interval); `win_both` is the share won in both orders (Wilson).
 A judgement without a readable A or B leaves that sample unscored (counted). Each model's answers
 are also exported in alpaca_eval's `model_outputs` JSON layout for the official evaluator.
@@ -22,7 +23,11 @@ from pathlib import Path
 from selfdistill.data import Example
 from selfdistill.evaluation.stats import bootstrap_mean, wilson
 from selfdistill.evaluation.suites.base import EvalModel, Suite, SuiteResult
-from selfdistill.evaluation.suites.scoring import complete
+from selfdistill.evaluation.suites.scoring import (
+    answer_plainly,
+    built_in_prompts,
+    read_data,
+)
 from selfdistill.evaluation.suites.shift import BUILT_IN as GENERAL_INSTRUCTIONS
 from selfdistill.generation.config import DecodingConfig
 from selfdistill.io import write_json_atomic
@@ -56,31 +61,23 @@ class HelpfulnessSuite(Suite):
         self.prompt_template = resources.files(__package__).joinpath("pairwise_prompt.txt").read_text(encoding="utf-8")
 
     def load(self, data, options):
-        from selfdistill.data import ColumnMap, load_examples
-
         if data is None:
-            text = resources.files(__package__).joinpath(GENERAL_INSTRUCTIONS).read_text(encoding="utf-8")
-            lines = [line.strip() for line in text.splitlines() if line.strip()][: options.limit]
-            examples = [Example(id=f"general-{i}", instruction=line) for i, line in enumerate(lines)]
-            return examples, f"built-in {GENERAL_INSTRUCTIONS} (references: the seed's answers): {len(lines)}"
-        columns = ColumnMap.parse(options.columns) if options.columns else None
-        loaded = load_examples(data, recipe=options.recipe, columns=columns, split=options.split,
-                               config=options.dataset_config, limit=options.limit, require_response=True)  # fmt: skip
-        return loaded.examples, f"{data}: {loaded.report.summary()}"
+            examples = built_in_prompts(GENERAL_INSTRUCTIONS, "general", options.limit)
+            return examples, f"built-in {GENERAL_INSTRUCTIONS} (references: the seed's answers): {len(examples)}"
+        examples, description, _ = read_data(data, options, recipe=None, require_response=True)
+        return examples, description
 
     def run(self, model: EvalModel, examples, context) -> SuiteResult:
-        from selfdistill.prompts import render_prompt
-
-        prompts = [render_prompt(example, "plain", model.tokenizer, "chat") for example in examples]
-        completions = complete(model, prompts, [e.id for e in examples], context, f"helpfulness / {model.label}")
-        rows = [{"id": e.id, "instruction": e.instruction, "prompt": p, "output": c.text, "num_tokens": c.num_tokens,
-                 "finish_reason": c.finish_reason} for e, p, c in zip(examples, prompts, completions)]  # fmt: skip
+        answered = answer_plainly(model, examples, context, f"helpfulness / {model.label}")
+        rows = [{"instruction": e.instruction, **row} for e, row in zip(examples, answered)]
+        if model.folder is None and self._judge is None and not self.judge_model:
+            self._judge = model.backend  # the default judge is the seed: use the copy already loaded
         has_references = all(e.response for e in examples)
         if not has_references and model.folder is None:  # the seed's answers become the references
             self.references = {row["id"]: row["output"] for row in rows}
             return SuiteResult(self.name, model.label, {}, rows, extra={"reference": True})
         references = [e.response if has_references else self.references[e.id] for e in examples]
-        choices = self._judge_both_orders(examples, [c.text for c in completions], references, context)
+        choices = self._judge_both_orders(examples, [row["output"] for row in rows], references, context)
         scores, failures = [], Counter()
         for row, reference, (first, second, error) in zip(rows, references, choices):
             row.update(reference=reference, judge_model_first=first, judge_reference_first=second)

@@ -26,9 +26,8 @@ class KnowledgeSuite(Suite):
     needs_examples = False
 
     def __init__(self, tasks: tuple[str, ...] = (), include_path: str | None = None, num_fewshot: int | None = None):
-        self.fewshot = {task: num_fewshot or 0 for task in tasks} if tasks else dict(OPENLLM_FEWSHOT)
-        if num_fewshot is not None and not tasks:
-            self.fewshot = dict.fromkeys(OPENLLM_FEWSHOT, num_fewshot)
+        self.fewshot = {task: OPENLLM_FEWSHOT.get(task, 0) if num_fewshot is None else num_fewshot
+                        for task in tasks or OPENLLM_FEWSHOT}  # fmt: skip
         self.include_path = include_path
 
     def load(self, data, options):

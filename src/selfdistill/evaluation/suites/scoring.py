@@ -1,12 +1,41 @@
-"""Steps every generating suite shares: complete prompts through the engine, judge the replies."""
+"""Steps the suites share: read their data, complete prompts through the engine, judge the replies."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from importlib import resources
 
 from selfdistill.data import Example
 from selfdistill.judges.base import Judge, Verdict
+
+
+def read_data(source: str, options, *, recipe: str | None, require_response: bool, split: str | None = None):
+    """`source` through the data layer, as (examples, one-line description). The suite's `recipe`
+    (and `split`) apply unless the options name one, or `source` is a recipe name (which brings its
+    own columns)."""
+    from selfdistill.data.recipes import recipe_names
+
+    loaded = options.load(source, require_response=require_response,
+                          recipe=None if source in recipe_names() else recipe, split=split)  # fmt: skip
+    return loaded.examples, f"{source}: {loaded.report.summary()}", loaded.recipe
+
+
+def built_in_prompts(filename: str, id_prefix: str, limit: int | None) -> list[Example]:
+    """The prompts of a project-written file beside the suites, one a line."""
+    text = resources.files(__package__).joinpath(filename).read_text(encoding="utf-8")
+    lines = [line.strip() for line in text.splitlines() if line.strip()][:limit]
+    return [Example(id=f"{id_prefix}-{i}", instruction=line) for i, line in enumerate(lines)]
+
+
+def answer_plainly(model, examples: Sequence[Example], context, description: str) -> list[dict]:
+    """Each example's instruction as a plain chat turn, answered: rows of id, prompt, output, tokens."""
+    from selfdistill.prompts import render_prompt
+
+    prompts = [render_prompt(example, "plain", model.tokenizer, "chat") for example in examples]
+    completions = complete(model, prompts, [e.id for e in examples], context, description)
+    return [{"id": e.id, "prompt": p, "output": c.text, "num_tokens": c.num_tokens, "finish_reason": c.finish_reason}
+            for e, p, c in zip(examples, prompts, completions)]  # fmt: skip
 
 
 def complete(model, prompts: Sequence[str], ids: Sequence[str], context, description: str):
@@ -33,7 +62,10 @@ def judge_all(judge: Judge, items: list[tuple[str, str, Example]]) -> tuple[list
 
 
 def prediction_row(example: Example, prompt: str, completion, verdict: Verdict | None, **extra) -> dict:
-    return {"id": example.id, "prompt": prompt, "output": completion.text, "reference": example.response,
-            "verdict": None if verdict is None else verdict.accepted,
-            "reason": "not judged" if verdict is None else verdict.reason,
-            "num_tokens": completion.num_tokens, "finish_reason": completion.finish_reason, **extra}  # fmt: skip
+    return {"id": example.id, "prompt": prompt, "output": completion.text, "num_tokens": completion.num_tokens,
+            "finish_reason": completion.finish_reason, **verdict_fields(example, verdict), **extra}  # fmt: skip
+
+
+def verdict_fields(example: Example, verdict: Verdict | None) -> dict:
+    return {"reference": example.response, "verdict": None if verdict is None else verdict.accepted,
+            "reason": "not judged" if verdict is None else verdict.reason}  # fmt: skip

@@ -11,14 +11,16 @@ paper's Figure 9). The seed runs first (the evaluation always starts with it) an
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
-from selfdistill.data import Example
 from selfdistill.errors import SelfDistillError
 from selfdistill.evaluation.stats import bootstrap_mean
 from selfdistill.evaluation.suites.base import EvalModel, Suite, SuiteResult
-from selfdistill.evaluation.suites.scoring import complete
+from selfdistill.evaluation.suites.scoring import (
+    answer_plainly,
+    built_in_prompts,
+    read_data,
+)
 
 BUILT_IN = "general_instructions.txt"
 PLOT = "shift_similarity.png"
@@ -34,25 +36,14 @@ class ShiftSuite(Suite):
 
     def load(self, data, options):
         if data is None:
-            text = resources.files("selfdistill.evaluation.suites").joinpath(BUILT_IN).read_text(encoding="utf-8")
-            lines = [line.strip() for line in text.splitlines() if line.strip()][: options.limit]
-            return [Example(id=f"general-{i}", instruction=line) for i, line in enumerate(lines)], \
-                f"built-in {BUILT_IN}: {len(lines)} instructions"  # fmt: skip
-        from selfdistill.data import ColumnMap, load_examples
-
-        columns = ColumnMap.parse(options.columns) if options.columns else None
-        loaded = load_examples(data, recipe=options.recipe, columns=columns, split=options.split,
-                               config=options.dataset_config, limit=options.limit, require_response=False)  # fmt: skip
-        return loaded.examples, f"{data}: {loaded.report.summary()}"
+            examples = built_in_prompts(BUILT_IN, "general", options.limit)
+            return examples, f"built-in {BUILT_IN}: {len(examples)} instructions"
+        examples, description, _ = read_data(data, options, recipe=None, require_response=False)
+        return examples, description
 
     def run(self, model: EvalModel, examples, context) -> SuiteResult:
-        from selfdistill.prompts import render_prompt
-
-        prompts = [render_prompt(example, "plain", model.tokenizer, "chat") for example in examples]
-        completions = complete(model, prompts, [e.id for e in examples], context, f"shift / {model.label}")
-        outputs = [c.text for c in completions]
-        rows = [{"id": e.id, "prompt": p, "output": c.text, "num_tokens": c.num_tokens,
-                 "finish_reason": c.finish_reason} for e, p, c in zip(examples, prompts, completions)]  # fmt: skip
+        rows = answer_plainly(model, examples, context, f"shift / {model.label}")
+        outputs = [row["output"] for row in rows]
         if model.folder is None:  # the seed: the reference for every later model
             self.seed_outputs = {e.id: text for e, text in zip(examples, outputs)}
             return SuiteResult(self.name, model.label, {}, rows, extra={"reference": True})
@@ -65,7 +56,7 @@ class ShiftSuite(Suite):
         metrics = {name: bootstrap_mean(values) for name, values in scores.items()}
         from selfdistill.training.shift import parameter_shift
 
-        total = parameter_shift(context.seed_model, model.folder).total
+        total = parameter_shift(context.seed_model, model.folder, seed_model=model.seed).total
         extra = {"param_shift": {"delta_norm": total.delta_norm, "weight_norm": total.weight_norm,
                                  "relative": total.relative}}  # fmt: skip
         return SuiteResult(self.name, model.label, metrics, rows, extra=extra)

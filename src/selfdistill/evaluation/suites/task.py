@@ -10,11 +10,15 @@ from __future__ import annotations
 from collections import Counter
 
 from selfdistill.data import get_recipe
-from selfdistill.data.recipes import recipe_names
 from selfdistill.errors import SelfDistillError
 from selfdistill.evaluation.stats import wilson
 from selfdistill.evaluation.suites.base import EvalModel, Suite, SuiteResult
-from selfdistill.evaluation.suites.scoring import complete, judge_all, prediction_row
+from selfdistill.evaluation.suites.scoring import (
+    complete,
+    judge_all,
+    prediction_row,
+    read_data,
+)
 
 
 class TaskSuite(Suite):
@@ -24,18 +28,13 @@ class TaskSuite(Suite):
     def load(self, data, options):
         # no --data: the Hub copy of --recipe (e.g. multiarith) or of the suite's own recipe
         source = data or (options.recipe if options.recipe and get_recipe(options.recipe).hub_id else self.recipe)
-        # a recipe named as --data brings its own column mapping; any other source uses the suite's
-        recipe = options.recipe or (None if source in recipe_names() else self.recipe)
-        split = options.split or (self.split if source == self.recipe else None)  # else the recipe's own
-        from selfdistill.data import ColumnMap, load_examples
-
-        columns = ColumnMap.parse(options.columns) if options.columns else None
-        loaded = load_examples(source, recipe=recipe, columns=columns, split=split, config=options.dataset_config,
-                               limit=options.limit, require_response=True)  # fmt: skip
-        self.task_recipe = loaded.recipe or get_recipe(self.recipe)  # its task prompt and checker score the run
+        split = self.split if source == self.recipe else None  # the suite's own Hub source: its evaluation split
+        examples, description, recipe = read_data(source, options, recipe=self.recipe, split=split,
+                                                   require_response=True)  # fmt: skip
+        self.task_recipe = recipe or get_recipe(self.recipe)  # its task prompt and checker score the run
         if not self.task_recipe.checker:
             raise SelfDistillError(f"suite '{self.name}': recipe '{self.task_recipe.name}' has no answer checker")
-        return loaded.examples, f"{source}: {loaded.report.summary()}"
+        return examples, description
 
     def run(self, model: EvalModel, examples, context) -> SuiteResult:
         from selfdistill.judges.registry import get_judge
