@@ -1,7 +1,7 @@
 """What a finished run leaves behind: weights in the standard HF layout, the log and its plot.
 
 LoRA runs write a PEFT adapter (`adapter_config.json` + `adapter_model.safetensors`) loadable by
-`PeftModel.from_pretrained`, vLLM's LoRA support and transformers' `load_adapter`; `--merge`
+`PeftModel.from_pretrained` and transformers (the layout vLLM's LoRA support reads); `--merge`
 adds `merged/`, the seed with the update folded in. Full runs write a plain transformers model.
 The tokenizer goes beside the weights either way.
 """
