@@ -13,17 +13,24 @@ import types
 import typing
 
 
-def add_dataclass_arguments(parser: argparse.ArgumentParser, config_class, positional: tuple[str, ...] = ()) -> None:
-    """Flags for every field; fields declared by shared option classes go in a group each."""
+def add_dataclass_arguments(parser: argparse.ArgumentParser, config_class, positional: tuple[str, ...] = (), *,
+                            prefix: str = "", exclude: tuple[str, ...] = (), overrides_only: bool = False) -> None:
+    """Flags for every field; fields declared by shared option classes go in a group each.
+
+    `prefix` names the flags `--PREFIXfield` (dest `PREFIXfield`), for a config section such as
+    `train.`; with `overrides_only`, flags have no defaults and only the given ones land in the
+    namespace, so they can override values read from a config file.
+    """
     hints = typing.get_type_hints(config_class)
-    by_name = {field.name: field for field in dataclasses.fields(config_class)}
+    by_name = {field.name: field for field in dataclasses.fields(config_class) if field.name not in exclude}
     for owner in config_class.__mro__:
         own = [name for name in vars(owner).get("__annotations__", {}) if name in by_name]
         if not own:
             continue
-        target = parser if owner is config_class else parser.add_argument_group(_group_title(owner))
+        title = f"{prefix.rstrip('.')} options" if prefix else _group_title(owner)
+        target = parser if owner is config_class and not prefix else parser.add_argument_group(title)
         for name in own:
-            _add_field(target, by_name.pop(name), hints, positional)
+            _add_field(target, by_name.pop(name), hints, positional, prefix, overrides_only)
 
 
 def _group_title(option_class) -> str:
@@ -31,14 +38,14 @@ def _group_title(option_class) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", " ", option_class.__name__).lower()
 
 
-def _add_field(parser, field, hints, positional) -> None:
+def _add_field(parser, field, hints, positional, prefix="", overrides_only=False) -> None:
     kind, optional = _unwrap(hints[field.name])
     help_text = field.metadata.get("help", "")
     default = _default(field)
-    name = field.name if field.name in positional else "--" + field.name.replace("_", "-")
+    name = field.name if field.name in positional else "--" + prefix + field.name.replace("_", "-")
     kwargs: dict = {"help": help_text}
     if field.name not in positional:
-        kwargs["dest"] = field.name
+        kwargs["dest"] = prefix + field.name
     if kind is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
         kwargs["default"] = default
@@ -55,6 +62,9 @@ def _add_field(parser, field, hints, positional) -> None:
                 kwargs["help"] += f" (default: {default})"
     if "choices" in field.metadata:
         kwargs["choices"] = field.metadata["choices"]
+    if overrides_only:
+        kwargs["default"] = argparse.SUPPRESS
+        kwargs.pop("required", None)
     parser.add_argument(name, **kwargs)
 
 

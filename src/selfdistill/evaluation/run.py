@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 
 from selfdistill.data.options import DatasetOptions
@@ -70,31 +71,18 @@ class EvalReport:
 
 
 def run_eval(config: EvalConfig) -> EvalReport:
-    from pathlib import Path
-
     from selfdistill.evaluation.models import eval_models
 
     started = time.perf_counter()
-    suites = []
-    for name in config.suite:  # all data loads before any model does: bad data fails fast
-        suite = get_suite(name, config)
-        examples, description = suite.load(config.data, config)
-        if not examples and suite.needs_examples:
-            raise SelfDistillError(f"suite '{name}': no examples in {description}")
-        suites.append((suite, examples, description))
+    suites = [prepare_suite(name, config) for name in config.suite]  # data loads before any model: fails fast
     out = Path(config.out)
     cache = config.open_cache()
     results = []
     try:
-        context = SimpleNamespace(decoding=config.decoding, batch_size=config.batch_size, cache=cache,
-                                  seed_model=config.model)  # fmt: skip
+        context = eval_context(config, cache)
         for model in eval_models(config.model, config.adapter, config.backend, config.precision):
             for suite, examples, description in suites:
-                result = suite.run(model, examples, context)
-                result.data = description
-                write_jsonl_atomic(result.predictions, out / model.label / f"{suite.name}.predictions.jsonl")
-                write_json_atomic(result.to_dict(), out / model.label / f"{suite.name}.metrics.json")
-                results.append(result)
+                results.append(run_suite(suite, examples, description, model, context, out))
     finally:
         if cache is not None:
             cache.close()
@@ -104,3 +92,43 @@ def run_eval(config: EvalConfig) -> EvalReport:
     write_json_atomic(report.to_dict(), out / "results.json")
     return report
 
+
+
+def prepare_suite(name: str, config: EvalConfig) -> tuple:
+    """(suite, its examples, a description of them), for `run_suite`."""
+    suite = get_suite(name, config)
+    examples, description = suite.load(config.data, config)
+    if not examples and suite.needs_examples:
+        raise SelfDistillError(f"suite '{name}': no examples in {description}")
+    return suite, examples, description
+
+
+def eval_context(config: EvalConfig, cache) -> SimpleNamespace:
+    """What every suite's `run` needs besides the model: decoding, batch size, cache, the seed's name."""
+    return SimpleNamespace(decoding=config.decoding, batch_size=config.batch_size, cache=cache, seed_model=config.model)
+
+
+def run_suite(suite, examples, description: str, model, context, out) -> SuiteResult:
+    """Run one suite on one model; write `<out>/<model>/<suite>.predictions.jsonl` and `.metrics.json`."""
+    result = suite.run(model, examples, context)
+    result.data = description
+    write_jsonl_atomic(result.predictions, out / model.label / f"{suite.name}.predictions.jsonl")
+    write_json_atomic(result.to_dict(), out / model.label / f"{suite.name}.metrics.json")
+    return result
+
+
+def read_suite_result(out, model: str, suite: str) -> SuiteResult:
+    """A result written by `run_suite`, read back (for figures across runs of different sessions)."""
+    import json
+
+    from selfdistill.evaluation.stats import Estimate
+
+    folder = Path(out) / model
+    saved = json.loads((folder / f"{suite}.metrics.json").read_text(encoding="utf-8"))
+    with (folder / f"{suite}.predictions.jsonl").open(encoding="utf-8") as handle:
+        predictions = [json.loads(line) for line in handle if line.strip()]
+    metrics = {name: Estimate(m["value"], m["count"], *m["ci95"]) for name, m in saved.pop("metrics").items()}
+    known = ("suite", "model", "data", "failures", "headline")
+    extra = {key: value for key, value in saved.items() if key not in known}
+    return SuiteResult(saved["suite"], saved["model"], metrics, predictions, saved.get("failures", {}), extra,
+                       tuple(saved.get("headline", ())), saved.get("data", ""))  # fmt: skip

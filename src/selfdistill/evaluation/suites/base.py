@@ -41,7 +41,8 @@ class SuiteResult:
     def to_dict(self) -> dict:
         return {"suite": self.suite, "model": self.model, "data": self.data,
                 "metrics": {name: estimate.to_dict() for name, estimate in self.metrics.items()},
-                "failures": self.failures, **self.extra}  # fmt: skip
+                "failures": self.failures, **({"headline": list(self.headline)} if self.headline else {}),
+                **self.extra}  # fmt: skip
 
 
 class Suite(ABC):

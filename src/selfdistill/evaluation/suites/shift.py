@@ -63,28 +63,12 @@ class ShiftSuite(Suite):
 
     def finish(self, results: list[SuiteResult], out: Path) -> None:
         """Histograms of per-prompt embedding similarity to the seed, one per fine-tuned model."""
-        tuned = [r for r in results if "embedding_similarity" in r.metrics]
-        if not tuned:
-            return
-        import matplotlib
+        from selfdistill.reporting.plots import similarity_histograms
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from selfdistill.io import AtomicWriter
-
-        figure, axis = plt.subplots(figsize=(7, 4))
-        for result in tuned:
-            values = [row["embedding_similarity"] for row in result.predictions]
-            label = f"{result.model} (mean {sum(values) / len(values):.3f})"
-            axis.hist(values, bins=20, range=(-0.2, 1.0), alpha=0.5, label=label)
-        axis.set_xlabel("cosine similarity to the seed's output (all-MiniLM-L6-v2)")
-        axis.set_ylabel("prompts")
-        axis.legend()
-        figure.tight_layout()
-        with AtomicWriter(out / PLOT, binary=True) as handle:
-            figure.savefig(handle.file, format="png", dpi=120)
-        plt.close(figure)
+        tuned = {r.model: [row["embedding_similarity"] for row in r.predictions]
+                 for r in results if "embedding_similarity" in r.metrics}  # fmt: skip
+        if tuned:
+            similarity_histograms(tuned, out / PLOT)
 
     def _embed(self, texts: list[str]):
         if self._encoder is None:

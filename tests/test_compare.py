@@ -1,0 +1,212 @@
+"""`selfdistill compare` end to end on the tiny random model: stages, caching, the report, the CLI and
+the experiment configs; the demo's configuration on the embedded model."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from selfdistill.cli.main import main as cli_main
+from selfdistill.errors import SelfDistillError
+from selfdistill.experiments import load_experiment, run_compare
+from selfdistill.experiments.demo import arithmetic_problem, demo_experiment, write_arithmetic_task
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def math_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("compare-data") / "math.json"
+    rows = [{"question": f"What is {n} plus {n}?", "answer": f"{n} + {n} = {2 * n}.\n#### {2 * n}"} for n in range(8)]
+    path.write_text(json.dumps(rows))
+    return path
+
+
+def experiment(tmp_path, math_file, tiny_model_dir, **overrides):
+    options = {
+        "out": str(tmp_path / "exp"), "model": str(tiny_model_dir), "data": str(math_file), "recipe": "gsm8k",
+        "methods": ["vanilla", "sdft"], "suites": ["math"], "eval_data": {"math": str(math_file)},
+        "precision": "fp32", "cache_path": str(tmp_path / "cache.sqlite"),
+        "train": {"max_steps": 2, "batch_size": 2, "grad_accum": 1, "lr": 5e-2, "save_steps": 1},
+        "distill": {"max_new_tokens": 12}, "select": {"max_new_tokens": 12},
+        "eval": {"max_new_tokens": 12, "limit": 5},
+    }  # fmt: skip
+    for key, value in overrides.items():
+        options[key] = {**options[key], **value} if isinstance(value, dict) and key in options else value
+    return load_experiment(None, **options)
+
+
+def assert_report_complete(out: Path) -> None:
+    html = (out / "report.html").read_text()
+    sources = re.findall(r'<img[^>]*src="([^"]+)"', html)
+    assert sources and all(src.startswith("data:image/png;base64,") or (out / src).is_file() for src in sources)
+    markdown = (out / "report.md").read_text()
+    links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", markdown)
+    assert links and all((out / link).is_file() for link in links)
+
+
+def test_compare_builds_trains_evaluates_and_reports_two_methods(tmp_path, math_file, tiny_model_dir):
+    report = run_compare(experiment(tmp_path, math_file, tiny_model_dir))
+    out = tmp_path / "exp"
+    assert report.ran == ["build/sdft", "train/vanilla", "train/sdft", "gap", "eval/seed/math", "eval/vanilla/math",
+                          "eval/sdft/math"]  # fmt: skip
+    results = json.loads((out / "results.json").read_text())
+    assert results["table"]["rows"] == ["seed", "vanilla", "sdft"]
+    assert results["table"]["columns"] == ["math accuracy"]
+    sdft_cell = results["table"]["cells"][2][0]
+    assert sdft_cell["count"] == 5 and sdft_cell["delta"] == pytest.approx(sdft_cell["value"] - results["table"]["cells"][1][0]["value"])
+    assert results["builds"]["sdft"]["rows"] == 8 and sum(results["builds"]["sdft"]["targets"].values()) == 8
+    assert [d["label"] for d in results["gap"]["datasets"]] == ["math", "sdft"]
+    assert results["train"]["vanilla"]["steps"] == 2
+    for model in ("seed", "vanilla", "sdft"):
+        assert (out / "eval" / model / "math.predictions.jsonl").is_file()
+    assert_report_complete(out)
+    assert "| sdft |" in (out / "report.md").read_text()
+
+
+def test_a_rerun_skips_finished_stages_and_an_added_method_runs_only_its_own(tmp_path, math_file, tiny_model_dir):
+    run_compare(experiment(tmp_path, math_file, tiny_model_dir))
+    assert run_compare(experiment(tmp_path, math_file, tiny_model_dir)).ran == []
+
+    added = run_compare(experiment(tmp_path, math_file, tiny_model_dir, methods=["vanilla", "sdft", "s3ft"]))
+    # the gap stage compares every training set, so a new set reruns it; the seed's eval is reused
+    assert added.ran == ["build/s3ft", "train/s3ft", "gap", "eval/s3ft/math"]
+    assert added.results["table"]["rows"] == ["seed", "vanilla", "sdft", "s3ft"]
+
+    changed = run_compare(experiment(tmp_path, math_file, tiny_model_dir, methods=["vanilla", "sdft", "s3ft"],
+                                     train={"lr": 1e-2}))  # fmt: skip
+    assert changed.ran == ["train/vanilla", "train/sdft", "train/s3ft", "eval/vanilla/math", "eval/sdft/math",
+                           "eval/s3ft/math"]  # fmt: skip
+
+
+def test_a_training_stage_killed_mid_run_resumes_from_its_checkpoint(tmp_path, math_file, tiny_model_dir,
+                                                                        monkeypatch):  # fmt: skip
+    import selfdistill.training.trainer as trainer
+
+    config = experiment(tmp_path, math_file, tiny_model_dir, methods=["vanilla"], train={"max_steps": 3})
+    real_step, calls = trainer._forward_backward, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # the third optimizer step: steps 1 and 2 are checkpointed
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "_forward_backward", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_compare(config)
+    monkeypatch.setattr(trainer, "_forward_backward", real_step)
+    report = run_compare(config)
+    out = tmp_path / "exp"
+    assert report.ran == ["train/vanilla", "gap", "eval/seed/math", "eval/vanilla/math"]
+    summary = json.loads((out / "runs" / "vanilla" / "train_summary.json").read_text())
+    assert summary["resumed_from_step"] == 2 and summary["steps"] == 3
+
+
+def test_sweeps_add_variants_that_share_identical_runs_and_draw_curves(tmp_path, math_file, tiny_model_dir):
+    report = run_compare(experiment(tmp_path, math_file, tiny_model_dir, suites=["math"],
+                                    sweep={"mix_ratio": [0.0, 1.0], "train_size": [4]}))  # fmt: skip
+    variants = {v.label: v for v in report.variants}
+    assert variants["sdft-mix1"].run == "sdft"  # the same inputs as the main SDFT run: trained once
+    assert variants["vanilla-n4"].run == "vanilla-n4" and variants["sdft-n4"].data == variants["sdft"].data
+    assert json.loads((tmp_path / "exp" / "runs" / "vanilla-n4" / "train_summary.json").read_text())["rows"] == 4
+    assert (tmp_path / "exp" / "report" / "sweep-mix_ratio.png").is_file()
+    assert (tmp_path / "exp" / "report" / "sweep-train_size.png").is_file()
+    assert_report_complete(tmp_path / "exp")
+
+
+def test_the_cli_reads_the_file_and_flags_override_it(tmp_path, math_file, tiny_model_dir, capsys):
+    config = tmp_path / "exp.yaml"
+    config.write_text(f"""
+out: {tmp_path / 'exp'}
+model: {tiny_model_dir}
+data: {math_file}
+recipe: gsm8k
+methods: [vanilla]
+suites: [math]
+eval_data: {{math: {math_file}}}
+precision: fp32
+cache_path: {tmp_path / 'cache.sqlite'}
+train: {{max_steps: 3, batch_size: 2, grad_accum: 1}}
+eval: {{max_new_tokens: 8, limit: 4}}
+""")
+    assert cli_main(["compare", "--config", str(config), "--train.max-steps", "1", "--eval.limit", "3"]) == 0
+    out = tmp_path / "exp"
+    assert json.loads((out / "runs" / "vanilla" / "train_summary.json").read_text())["steps"] == 1
+    assert json.loads((out / "eval" / "seed" / "math.metrics.json").read_text())["metrics"]["accuracy"]["count"] == 3
+    assert json.loads((out / "experiment.json").read_text())["train"]["batch_size"] == 2  # the file's value kept
+    printed = capsys.readouterr().err
+    assert "math accuracy" in printed and "report.html" in printed
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"trian": {}}, "unknown option 'trian' (did you mean 'train'?)"),
+    ({"train": {"epoch": 1}}, "train: unknown option 'epoch' (did you mean 'epochs'?)"),
+    ({"train": {"model": "x"}}, "train.model: set by the experiment"),
+    ({"methods": ["sdft", "vanila"]}, "unknown name 'vanila' (did you mean 'vanilla'?)"),
+    ({"eval_data": ["math"]}, "expected SUITE=PATH"),
+    ({"eval_data": {"code": "x.json"}}, "eval_data names suite 'code', which is not among suites"),
+    ({"methods": ["vanilla"], "sweep": {"mix_ratio": [0.5]}}, "add sdft to methods"),
+    ({"sweep": {"mix_ratio": [1.5]}}, "sweep.mix_ratio: 1.5 is not between 0 and 1"),
+    ({"train": {"lr": -1}}, "lr must be > 0"),
+    ({"sweep": {"distill_template": ["nosuch"]}}, "nosuch"),
+])  # fmt: skip
+def test_bad_experiment_options_fail_on_construction_naming_the_key(tmp_path, options, message):
+    base = {"out": str(tmp_path), "data": "x.json", "recipe": "gsm8k"}
+    with pytest.raises(SelfDistillError, match=re.escape(message)):
+        load_experiment(None, **{**base, **options})
+
+
+def test_a_bad_config_file_is_named_with_its_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("out: x\ndata: [unclosed\n")
+    with pytest.raises(SelfDistillError, match=r"bad.yaml line \d+: not valid YAML"):
+        load_experiment(path)
+    path.write_text("out: x\n")
+    with pytest.raises(SelfDistillError, match="'data' is required"):
+        load_experiment(path)
+
+
+def test_every_shipped_config_is_valid():
+    configs = sorted((REPO / "configs").rglob("*.yaml"))
+    assert len(configs) == 15
+    for path in configs:
+        config = load_experiment(path)
+        assert config.methods == ("vanilla", "sdft", "s3ft"), path
+        if "paper" in path.parts:
+            assert (config.train["lora_r"], config.train["lr"], config.train["lora_target"]) == (8, 1e-4, ("q_proj", "v_proj"))
+            assert config.train["epochs"] == (5 if config.recipe in ("gsm8k", "openfunctions") else 2), path
+
+
+def test_the_demo_task_has_checkable_unique_problems_and_terse_gold(tmp_path):
+    import random
+
+    from selfdistill.data import load_examples
+    from selfdistill.judges.registry import get_judge
+
+    rng = random.Random(3)
+    for _ in range(200):
+        question, rationale, answer = arithmetic_problem(rng)
+        assert eval(rationale.split("=")[0].replace("/", "//")) == answer >= 0  # the equation holds
+    train, test = write_arithmetic_task(tmp_path, 40, 20)
+    train_rows, test_rows = (load_examples(str(p), recipe="gsm8k", require_response=True).examples for p in (train, test))
+    assert len(train_rows) == 40 and len(test_rows) == 20
+    assert not {e.instruction for e in train_rows} & {e.instruction for e in test_rows}
+    judge = get_judge("math_answer")
+    assert all(judge.judge(e.response, e.response, e).accepted for e in train_rows)
+    assert all(e.response.endswith(f"The answer is {e.answer}.") and len(e.response) < 40 for e in train_rows)
+
+
+@pytest.mark.integration
+def test_the_demo_configuration_runs_on_the_embedded_model(tmp_path):
+    config = demo_experiment(str(tmp_path / "demo"), train_rows=8, eval_rows=4, methods=("vanilla", "sdft"),
+                             cache_path=str(tmp_path / "cache.sqlite"), train={"epochs": 1},
+                             distill={"max_new_tokens": 48}, eval={"max_new_tokens": 24})  # fmt: skip
+    report = run_compare(config)
+    assert report.results["table"]["rows"] == ["seed", "vanilla", "sdft"]
+    titles = report.results["table"]["columns"]
+    assert titles[0] == "math accuracy" and "safe (jailbreak)" in titles and "emb. similarity" in titles
+    assert_report_complete(tmp_path / "demo")
