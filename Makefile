@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/selfdistill generate --prompts examples/prompts.txt --out runs/demo/generations.jsonl --max-new-tokens 96
+	$(VENV)/bin/selfdistill demo --out runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -1,5 +1,5 @@
 """`selfdistill compare` end to end on the tiny random model: stages, caching, the report, the CLI and
-the experiment configs; the demo's configuration on the embedded model."""
+the Python API, the experiment configs; the demo's configuration on the embedded model."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from selfdistill import compare
 from selfdistill.cli.main import main as cli_main
 from selfdistill.errors import SelfDistillError
 from selfdistill.experiments import load_experiment, run_compare
@@ -36,7 +37,7 @@ def experiment(tmp_path, math_file, tiny_model_dir, **overrides):
     }  # fmt: skip
     for key, value in overrides.items():
         options[key] = {**options[key], **value} if isinstance(value, dict) and key in options else value
-    return load_experiment(None, **options)
+    return options
 
 
 def assert_report_complete(out: Path) -> None:
@@ -49,7 +50,7 @@ def assert_report_complete(out: Path) -> None:
 
 
 def test_compare_builds_trains_evaluates_and_reports_two_methods(tmp_path, math_file, tiny_model_dir):
-    report = run_compare(experiment(tmp_path, math_file, tiny_model_dir))
+    report = compare(**experiment(tmp_path, math_file, tiny_model_dir))
     out = tmp_path / "exp"
     assert report.ran == ["build/sdft", "train/vanilla", "train/sdft", "gap", "eval/seed/math", "eval/vanilla/math",
                           "eval/sdft/math"]  # fmt: skip
@@ -68,16 +69,28 @@ def test_compare_builds_trains_evaluates_and_reports_two_methods(tmp_path, math_
 
 
 def test_a_rerun_skips_finished_stages_and_an_added_method_runs_only_its_own(tmp_path, math_file, tiny_model_dir):
-    run_compare(experiment(tmp_path, math_file, tiny_model_dir))
-    assert run_compare(experiment(tmp_path, math_file, tiny_model_dir)).ran == []
+    compare(**experiment(tmp_path, math_file, tiny_model_dir))
+    assert compare(**experiment(tmp_path, math_file, tiny_model_dir)).ran == []
 
-    added = run_compare(experiment(tmp_path, math_file, tiny_model_dir, methods=["vanilla", "sdft", "s3ft"]))
+    added = compare(**experiment(tmp_path, math_file, tiny_model_dir, methods=["vanilla", "sdft", "s3ft"]))
     # the gap stage compares every training set, so a new set reruns it; the seed's eval is reused
     assert added.ran == ["build/s3ft", "train/s3ft", "gap", "eval/s3ft/math"]
     assert added.results["table"]["rows"] == ["seed", "vanilla", "sdft", "s3ft"]
 
-    changed = run_compare(experiment(tmp_path, math_file, tiny_model_dir, methods=["vanilla", "sdft", "s3ft"],
-                                     train={"lr": 1e-2}))  # fmt: skip
+    # a suite added later: shift compares each run with the seed's outputs, so the seed runs it first
+    shifted = compare(**experiment(tmp_path, math_file, tiny_model_dir, methods=["vanilla", "sdft", "s3ft"],
+                                   suites=["math", "shift"]))  # fmt: skip
+    assert shifted.ran == ["eval/seed/shift", "eval/vanilla/shift", "eval/sdft/shift", "eval/s3ft/shift"]
+    more_runs = compare(**experiment(tmp_path, math_file, tiny_model_dir, methods=["vanilla", "sdft", "s3ft"],
+                                     suites=["math", "shift"], sweep={"train_size": [4]}))  # fmt: skip
+    assert [name for name in more_runs.ran if name.startswith("eval/")] == [
+        "eval/vanilla-n4/math", "eval/vanilla-n4/shift", "eval/sdft-n4/math", "eval/sdft-n4/shift",
+        "eval/s3ft-n4/math", "eval/s3ft-n4/shift"]  # fmt: skip
+    shift = json.loads((tmp_path / "exp" / "eval" / "sdft-n4" / "shift.metrics.json").read_text())
+    assert shift["metrics"]["embedding_similarity"]["count"] == 5
+
+    changed = compare(**experiment(tmp_path, math_file, tiny_model_dir, methods=["vanilla", "sdft", "s3ft"],
+                                   train={"lr": 1e-2}))  # fmt: skip
     assert changed.ran == ["train/vanilla", "train/sdft", "train/s3ft", "eval/vanilla/math", "eval/sdft/math",
                            "eval/s3ft/math"]  # fmt: skip
 
@@ -86,7 +99,8 @@ def test_a_training_stage_killed_mid_run_resumes_from_its_checkpoint(tmp_path, m
                                                                         monkeypatch):  # fmt: skip
     import selfdistill.training.trainer as trainer
 
-    config = experiment(tmp_path, math_file, tiny_model_dir, methods=["vanilla"], train={"max_steps": 3})
+    config = load_experiment(None, **experiment(tmp_path, math_file, tiny_model_dir, methods=["vanilla"],
+                                                train={"max_steps": 3}))  # fmt: skip
     real_step, calls = trainer._forward_backward, []
 
     def interrupted(*args, **kwargs):
@@ -107,7 +121,7 @@ def test_a_training_stage_killed_mid_run_resumes_from_its_checkpoint(tmp_path, m
 
 
 def test_sweeps_add_variants_that_share_identical_runs_and_draw_curves(tmp_path, math_file, tiny_model_dir):
-    report = run_compare(experiment(tmp_path, math_file, tiny_model_dir, suites=["math"],
+    report = compare(**experiment(tmp_path, math_file, tiny_model_dir, suites=["math"],
                                     sweep={"mix_ratio": [0.0, 1.0], "train_size": [4]}))  # fmt: skip
     variants = {v.label: v for v in report.variants}
     assert variants["sdft-mix1"].run == "sdft"  # the same inputs as the main SDFT run: trained once

@@ -15,6 +15,8 @@ _API = {
     "select": "selfdistill.api:select",
     "train": "selfdistill.api:train",
     "evaluate": "selfdistill.api:evaluate",
+    "compare": "selfdistill.api:compare",
+    "ExperimentConfig": "selfdistill.experiments:ExperimentConfig",
     "parameter_shift": "selfdistill.training.shift:parameter_shift",
     "TrainConfig": "selfdistill.training:TrainConfig",
     "load_examples": "selfdistill.data:load_examples",

@@ -5,6 +5,7 @@
     summary = distill("train.json", out="distilled.jsonl", recipe="gsm8k")
     run = train("distilled.jsonl", out="runs/sdft", recipe="gsm8k")
     report = evaluate(["safety", "shift"], out="runs/eval", adapter=("runs/sdft",))
+    result = compare("configs/gsm8k-cpu.yaml", limit=50, train={"epochs": 1})
 """
 
 from __future__ import annotations
@@ -68,3 +69,16 @@ def evaluate(suites: str | Sequence[str], *, out: str, **options):
 
     suites = (suites,) if isinstance(suites, str) else tuple(suites)
     return run_eval(EvalConfig(suite=suites, out=out, **options))
+
+
+def compare(config: str | None = None, **options):
+    """Run an experiment (seed vs vanilla FT vs SDFT vs S3FT, evaluated alike) and write its report.
+
+    `config` is an experiment YAML file; `options` are `ExperimentConfig` fields and override it
+    (a section such as `train={"epochs": 1}` overrides single keys of the file's section). Stages
+    already done with the same inputs are skipped. Returns a `CompareReport` (`.results` is what
+    results.json holds, `.report_files` the files written).
+    """
+    from selfdistill.experiments import load_experiment, run_compare
+
+    return run_compare(load_experiment(config, **options))

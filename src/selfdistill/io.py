@@ -75,6 +75,15 @@ def write_jsonl_atomic(rows: Iterable[dict], path: str | Path) -> int:
     return count
 
 
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Every row of a JSONL file this project wrote (blank lines skipped); [] when there is no file."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
 def write_json_atomic(value, path: str | Path) -> None:
     with AtomicWriter(path) as out:
         out.write(json.dumps(value, ensure_ascii=False, indent=2, default=str) + "\n")

@@ -20,7 +20,7 @@ from selfdistill.errors import SelfDistillError
 from selfdistill.evaluation.suites import SUITES, SuiteResult, get_suite
 from selfdistill.evaluation.suites.safety import GCG_SUFFIX
 from selfdistill.generation.options import GenerationOptions
-from selfdistill.io import write_json_atomic, write_jsonl_atomic
+from selfdistill.io import read_jsonl, write_json_atomic, write_jsonl_atomic
 from selfdistill.versions import package_versions
 
 
@@ -125,8 +125,7 @@ def read_suite_result(out, model: str, suite: str) -> SuiteResult:
 
     folder = Path(out) / model
     saved = json.loads((folder / f"{suite}.metrics.json").read_text(encoding="utf-8"))
-    with (folder / f"{suite}.predictions.jsonl").open(encoding="utf-8") as handle:
-        predictions = [json.loads(line) for line in handle if line.strip()]
+    predictions = read_jsonl(folder / f"{suite}.predictions.jsonl")
     metrics = {name: Estimate(m["value"], m["count"], *m["ci95"]) for name, m in saved.pop("metrics").items()}
     known = ("suite", "model", "data", "failures", "headline")
     extra = {key: value for key, value in saved.items() if key not in known}

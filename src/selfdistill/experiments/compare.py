@@ -128,18 +128,15 @@ class _Runner:
             key = digest("build", variant.method, settings, self.data_digest, self.fingerprint)
             if key not in built:
                 self._stage(f"build/{name}", key, [path, options.summary_path],
-                            lambda: run(options, self._generation_backend()))  # fmt: skip
+                            lambda run=run, options=options: run(options, self._generation_backend()))  # fmt: skip
                 built[key] = str(path)
             variant.data = built[key]
-        self._release_backend()
+        self._backend = None  # training loads its own copy; this one is freed
 
     def _generation_backend(self):
         if self._backend is None:  # one load serves every builder
             self._backend = self.config.distill_config("<out>").make_backend()
         return self._backend
-
-    def _release_backend(self) -> None:
-        self._backend = None
 
     # 2. train ----------------------------------------------------------------------------------
     def train(self, variants: list[Variant]) -> None:
@@ -147,9 +144,9 @@ class _Runner:
 
         runs: dict[str, str] = {}  # stage key -> run name
         for variant in variants:
-            limit = variant.train_size or (self.config.limit if variant.method == "vanilla" else None)
-            if variant.method == "vanilla" and self.config.limit and variant.train_size:
-                limit = min(variant.train_size, self.config.limit)
+            limit = variant.train_size  # built sets hold the experiment's rows already; the task data may hold more
+            if variant.method == "vanilla" and self.config.limit:
+                limit = min(limit or self.config.limit, self.config.limit)
             probe = self.config.train_config(variant.data, "<out>", limit)
             key = digest("train", probe.identity(), content_digest(variant.data), self.fingerprint)
             if key not in runs:
@@ -164,7 +161,8 @@ class _Runner:
                 self._stage(f"train/{variant.label}", key, [folder / "train_summary.json"], work)
             variant.run = runs[key]
             # a retrained run (even with the same inputs) gets evaluated again: its summary is new
-            self.train_keys[variant.run] = digest(key, content_digest(str(self.out / "runs" / variant.run / "train_summary.json")))
+            summary = self.out / "runs" / variant.run / "train_summary.json"
+            self.train_keys[variant.run] = digest(key, content_digest(str(summary)))
 
     # 3. gap ------------------------------------------------------------------------------------
     def gap(self, variants: list[Variant]) -> None:
@@ -190,6 +188,7 @@ class _Runner:
     def evaluate(self, variants: list[Variant]) -> None:
         from selfdistill.evaluation.models import eval_models
         from selfdistill.evaluation.run import eval_context, prepare_suite, read_suite_result, run_suite
+        from selfdistill.evaluation.suites import get_suite
 
         folder = self.out / "eval"
         model_keys = {"seed": self.fingerprint, **self.train_keys}
@@ -205,10 +204,12 @@ class _Runner:
         if not pending:
             console.print("[dim]eval: every model and suite done already[/dim]")
         else:
-            # The seed runs every suite any model still needs: shift and helpfulness compare with its
-            # outputs (read back from the completion cache, not generated again).
             suites_needed = list(dict.fromkeys(suite for _, suite in pending))
             prepared = {suite: prepare_suite(suite, configs[suite]) for suite in suites_needed}
+            # Suites that compare runs with the seed's outputs (shift, helpfulness) run the seed again
+            # when a run needs them; its generations come back from the completion cache.
+            seed_suites = {suite for suite in suites_needed
+                           if ("seed", suite) in pending or prepared[suite][0].compares_with_seed}  # fmt: skip
             runs = list(dict.fromkeys(label for label, _ in pending if label != "seed"))
             first = configs[suites_needed[0]]
             cache = first.open_cache()
@@ -218,7 +219,7 @@ class _Runner:
                 for model in eval_models(self.config.model, adapters, self.config.backend, self.config.precision):
                     for suite in suites_needed:
                         pair = (model.label, suite)
-                        if model.label != "seed" and pair not in pending:
+                        if pair not in pending and not (model.label == "seed" and suite in seed_suites):
                             continue
                         self._stage(f"eval/{model.label}/{suite}", keys[pair], outputs[pair],
                                     lambda s=suite, m=model: run_suite(*prepared[s], m, context, folder),
@@ -228,6 +229,4 @@ class _Runner:
                     cache.close()
         for suite, options in configs.items():  # figures across every model, including earlier sessions'
             labels = [label for label in model_keys if (folder / label / f"{suite}.metrics.json").is_file()]
-            from selfdistill.evaluation.suites import get_suite
-
             get_suite(suite, options).finish([read_suite_result(folder, label, suite) for label in labels], folder)

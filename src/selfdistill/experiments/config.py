@@ -114,9 +114,8 @@ class ExperimentConfig(DatasetOptions):
         if isinstance(self.sweep, dict):
             _check_keys("sweep", self.sweep, [f.name for f in fields(SweepOptions)])
             self.sweep = SweepOptions(**self.sweep)
-        if self.sweep.mix_ratio or self.sweep.distill_template:
-            if "sdft" not in self.methods:
-                raise SelfDistillError("sweep.mix_ratio and sweep.distill_template vary SDFT: add sdft to methods")
+        if (self.sweep.mix_ratio or self.sweep.distill_template) and "sdft" not in self.methods:
+            raise SelfDistillError("sweep.mix_ratio and sweep.distill_template vary SDFT: add sdft to methods")
         self.target_suite = self.target_suite or self._default_target_suite()
         _names((self.target_suite,), tuple(SUITES), "target_suite")
         suites = _names(self.suites, tuple(SUITES), "suites") or (self.target_suite, "safety", "shift")

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from selfdistill.io import AtomicWriter, write_json_atomic
+from selfdistill.io import AtomicWriter, read_jsonl, write_json_atomic
 from selfdistill.reporting import plots
 from selfdistill.reporting.tables import Column, comparison_table, table_columns
 from selfdistill.versions import package_versions
@@ -128,7 +128,13 @@ def _blocks(config, variants, main, columns: list[Column], cells, builds, gap, r
                    Paragraph("Mean negative log-likelihood per response token of each training set's targets "
                              "under the seed (lower: closer to what the seed would say itself).")]  # fmt: skip
         paired = {p["label"]: p for p in gap["paired"]["comparisons"]}
-        rows = [[d["label"], str(d["num_rows"]), f"{d['mean_nll']:.3f}", f"{d['token_mean_nll']:.3f}",
+        trained_on = {}  # each set's source -> the methods trained on it
+        for v in variants:
+            if v.axis is None:
+                trained_on.setdefault(v.data, []).append(v.label)
+        name = {d["label"]: d["label"] if trained_on.get(d["source"], [d["label"]]) == [d["label"]] else
+                f"{d['label']} ({', '.join(trained_on[d['source']])})" for d in gap["datasets"]}  # fmt: skip
+        rows = [[name[d["label"]], str(d["num_rows"]), f"{d['mean_nll']:.3f}", f"{d['token_mean_nll']:.3f}",
                  f"{d['perplexity_of_mean_nll']:.2f}",
                  f"{paired[d['label']]['mean_diff']:+.3f} (lower on {paired[d['label']]['fraction_lower']:.0%})"
                  if d["label"] in paired else "reference"] for d in gap["datasets"]]  # fmt: skip
@@ -141,7 +147,7 @@ def _blocks(config, variants, main, columns: list[Column], cells, builds, gap, r
         blocks += [Heading("Output shift (the paper's Figure 9)"),
                    Image(plots.similarity_histograms(tuned, figures / "similarity.png"),
                          "embedding similarity of each model's answers to the seed's")]  # fmt: skip
-    logs = {label: _log(out / "runs" / runs_of(variants, label) / "train_log.jsonl") for label in main[1:]}
+    logs = {label: read_jsonl(out / "runs" / runs_of(variants, label) / "train_log.jsonl") for label in main[1:]}
     blocks += [Heading("Training"),
                Table(["run", "rows", "steps", "epochs", "final loss", "tokens/s", "seconds"],
                      [[label, str(s["rows"]), str(s["steps"]), f"{s['epochs']:g}", f"{s['final_loss']:.4f}",
@@ -180,18 +186,7 @@ def _sweep_blocks(axis: str, points, columns: list[Column], metrics, figures: Pa
 
 
 def _predictions(out: Path, run: str, suite: str) -> list[dict]:
-    path = out / "eval" / run / f"{suite}.predictions.jsonl"
-    if not path.is_file():
-        return []
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
-def _log(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    return read_jsonl(out / "eval" / run / f"{suite}.predictions.jsonl")
 
 
 def _write(path: Path, text: str) -> Path:

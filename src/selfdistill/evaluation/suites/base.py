@@ -49,6 +49,7 @@ class Suite(ABC):
     name: str
     description: str
     needs_examples = True  # False for suites whose data another tool reads (lm-eval)
+    compares_with_seed = False  # True: a run's `run` needs the seed's `run` first, in the same process
 
     @abstractmethod
     def load(self, data: str | None, options) -> tuple[list[Example], str]:

@@ -52,6 +52,7 @@ def parse_choice(reply: str) -> str | None:
 
 class HelpfulnessSuite(Suite):
     name = "helpfulness"
+    compares_with_seed = True  # without references in the data, the seed's answers are them
     description = "pairwise win rate against reference answers, judged in both orders"
 
     def __init__(self, judge_model: str | None = None):

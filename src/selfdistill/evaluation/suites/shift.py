@@ -28,6 +28,7 @@ PLOT = "shift_similarity.png"
 
 class ShiftSuite(Suite):
     name = "shift"
+    compares_with_seed = True
     description = "BLEU-4, ROUGE-L and embedding similarity of outputs to the seed's; parameter shift"
 
     def __init__(self):
