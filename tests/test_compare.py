@@ -159,7 +159,7 @@ eval: {{max_new_tokens: 8, limit: 4}}
 @pytest.mark.parametrize("options, message", [
     ({"trian": {}}, "unknown option 'trian' (did you mean 'train'?)"),
     ({"train": {"epoch": 1}}, "train: unknown option 'epoch' (did you mean 'epochs'?)"),
-    ({"train": {"model": "x"}}, "train.model: set by the experiment"),
+    ({"train": {"model": "x"}}, "train.model: not a section option"),
     ({"methods": ["sdft", "vanila"]}, "unknown name 'vanila' (did you mean 'vanilla'?)"),
     ({"eval_data": ["math"]}, "expected SUITE=PATH"),
     ({"eval_data": {"code": "x.json"}}, "eval_data names suite 'code', which is not among suites"),
@@ -224,3 +224,27 @@ def test_the_demo_configuration_runs_on_the_embedded_model(tmp_path):
     titles = report.results["table"]["columns"]
     assert titles[0] == "math accuracy" and "safe (jailbreak)" in titles and "emb. similarity" in titles
     assert_report_complete(tmp_path / "demo")
+
+
+def test_yaml_numbers_without_a_dot_and_partial_flags_merge_as_expected(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("out: x\ndata: d.json\nrecipe: gsm8k\ntrain: {lr: 2e-5}\nsweep:\n"
+                    "eval_data: {math: m.json, safety: s.csv}\nsuites: [math, safety]\n")  # fmt: skip
+    config = load_experiment(path, eval_data=("math=other.json",))
+    assert config.train["lr"] == 2e-5 and config.sweep.mix_ratio == ()
+    assert config.suite_data == {"math": "other.json", "safety": "s.csv"}
+    (tmp_path / "again.json").write_text(json.dumps(config.to_dict()))  # what experiment.json holds
+    assert load_experiment(tmp_path / "again.json").train["lr"] == 2e-5
+
+
+def test_sweep_points_equal_to_the_main_run_share_it(tmp_path, math_file, tiny_model_dir):
+    # gsm8k's default distillation template is `math`; naming it (or train_size >= the rows) is the main run
+    report = compare(**experiment(tmp_path, math_file, tiny_model_dir, suites=["math"],
+                                  sweep={"distill_template": ["math"], "train_size": [100]}))  # fmt: skip
+    runs = {v.label: v.run for v in report.variants}
+    assert runs["sdft-math"] == "sdft" and runs["vanilla-n100"] == "vanilla" and runs["sdft-n100"] == "sdft"
+    assert {v.value for v in report.variants if v.axis == "train_size"} == {8}
+    (tmp_path / "refer.txt").write_text("Rewrite: {{ instruction }}\n{{ reference }}")
+    with pytest.raises(SelfDistillError, match="both be named sdft-refer"):
+        load_experiment(None, **experiment(tmp_path, math_file, tiny_model_dir,
+                                           sweep={"distill_template": ["refer", str(tmp_path / "refer.txt")]}))

@@ -41,7 +41,7 @@ def register(subparsers) -> None:
         "demo", help="The built-in experiment: seed vs vanilla FT vs SDFT vs S3FT on the embedded model, offline.",
         description="Writes a small arithmetic task whose gold answers are terse equations, fine-tunes the "
         "embedded SmolLM2-135M-Instruct on it with vanilla FT, SDFT and S3FT, evaluates every model on held-out "
-        "problems, safety prompts and general instructions, and writes the report. About 10 minutes on 2 CPU cores.",
+        "problems, safety prompts and general instructions, and writes the report. About 7 minutes on 2 CPU cores.",
     )  # fmt: skip
     demo.add_argument("--out", help="Output folder (default: a new folder under runs/ whose path is printed).")
     demo.add_argument("--train-rows", type=int, default=64, help="Training problems (default: 64).")

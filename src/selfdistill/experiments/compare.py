@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from selfdistill.errors import SelfDistillError
 from selfdistill.experiments.config import ExperimentConfig
 from selfdistill.experiments.stages import StageLog, content_digest, digest
 from selfdistill.progress import console
@@ -50,6 +51,11 @@ def plan_variants(config: ExperimentConfig) -> list[Variant]:
     for template in config.sweep.distill_template:
         name = Path(template).stem if ("/" in template or template.endswith(".txt")) else template
         variants.append(Variant(f"sdft-{name}", "sdft", {"template": template}, axis="distill_template", value=name))
+    labels = [v.label for v in variants]
+    if len(set(labels)) < len(labels):
+        twice = sorted({label for label in labels if labels.count(label) > 1})
+        raise SelfDistillError(f"sweep: two sweep points would both be named {', '.join(twice)}; give template "
+                               "files distinct names")  # fmt: skip
     return variants
 
 
@@ -125,13 +131,30 @@ class _Runner:
                 options = self.config.select_config(str(path))
                 run = run_select
             settings = {k: v for k, v in vars(options).items() if k not in BUILD_SETTINGS_IGNORED}
+            if variant.method == "sdft":  # by the template's text: a default, an alias or an edited file
+                settings["template"] = vars(self._distill_template(options.template))
             key = digest("build", variant.method, settings, self.data_digest, self.fingerprint)
             if key not in built:
                 self._stage(f"build/{name}", key, [path, options.summary_path],
                             lambda run=run, options=options: run(options, self._generation_backend()))  # fmt: skip
                 built[key] = str(path)
             variant.data = built[key]
-        self._backend = None  # training loads its own copy; this one is freed
+        if self._backend is not None:  # training loads its own copy; this one is freed first
+            import gc
+
+            import torch
+
+            self._backend = None
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    def _distill_template(self, name: str | None):
+        from selfdistill.data import get_recipe
+        from selfdistill.prompts import get_template
+
+        recipe = get_recipe(self.config.recipe) if self.config.recipe else None
+        return get_template(name or (recipe.distill_template if recipe else "refer"))
 
     def _generation_backend(self):
         if self._backend is None:  # one load serves every builder
@@ -143,40 +166,61 @@ class _Runner:
         from selfdistill.training import run_train
 
         runs: dict[str, str] = {}  # stage key -> run name
+        rows = self._task_rows() if any(v.train_size for v in variants) else None
         for variant in variants:
-            limit = variant.train_size  # built sets hold the experiment's rows already; the task data may hold more
-            if variant.method == "vanilla" and self.config.limit:
-                limit = min(limit or self.config.limit, self.config.limit)
+            # every training set holds the experiment's rows (the task data under its `limit`); a
+            # train_size of at least that many is the whole set, so it shares the main run
+            limit = variant.train_size if variant.train_size and variant.train_size < rows else None
+            if variant.train_size and limit is None:
+                variant.value = rows  # the sweep point is the whole set
+            if variant.method == "vanilla" and limit is None:
+                limit = self.config.limit
             probe = self.config.train_config(variant.data, "<out>", limit)
             key = digest("train", probe.identity(), content_digest(variant.data), self.fingerprint)
             if key not in runs:
                 runs[key] = variant.label
                 folder = self.out / "runs" / variant.label
-                resume = self.stages.started_with(f"train/{variant.label}", key) and folder.is_dir()
-
-                def work(folder=folder, limit=limit, resume=resume, data=variant.data):
-                    overwrite = not resume and folder.is_dir()
-                    run_train(self.config.train_config(data, str(folder), limit, resume=resume, overwrite=overwrite))
-
-                self._stage(f"train/{variant.label}", key, [folder / "train_summary.json"], work)
+                self._stage(f"train/{variant.label}", key, [folder / "train_summary.json"],
+                            lambda config=probe, folder=folder: self._train_into(config, folder, run_train))  # fmt: skip
             variant.run = runs[key]
             # a retrained run (even with the same inputs) gets evaluated again: its summary is new
             summary = self.out / "runs" / variant.run / "train_summary.json"
             self.train_keys[variant.run] = digest(key, content_digest(str(summary)))
 
+    def _train_into(self, config, folder: Path, run_train) -> None:
+        """Resume an unfinished run of the same options in `folder`, else start over (replacing
+        whatever run is there: the stage log says it is not this one)."""
+        import dataclasses
+        import json
+
+        saved = folder / "train_config.json"
+        identity = json.loads(saved.read_text(encoding="utf-8")).get("identity", {}) if saved.is_file() else None
+        wanted = config.identity()
+        # the saved identity holds the seed's fingerprint as "model" (the trainer checks it on resume)
+        same = identity is not None and all(identity.get(k) == v for k, v in wanted.items() if k != "model")
+        finished = (folder / "train_summary.json").is_file()
+        if same and finished:
+            return  # killed after training finished, before the stage was logged
+        resume = same and not finished
+        run_train(dataclasses.replace(config, out=str(folder), resume=resume, overwrite=not resume and folder.is_dir()))
+
+    def _task_rows(self) -> int:
+        """Rows of the task data every method trains on (the experiment's `limit` of them at most)."""
+        return len(self.config.load(self.config.data, require_response=True).examples)
+
     # 3. gap ------------------------------------------------------------------------------------
     def gap(self, variants: list[Variant]) -> None:
         from selfdistill.evaluation.gap import GapConfig, measure_gap, plot_gap
 
-        sources = list(dict.fromkeys(v.data for v in variants))
-        train = self.config.train
+        sources = list(dict.fromkeys([self.config.data, *(v.data for v in variants)]))  # the gold set first
+        train = self.config.train_config(self.config.data, "<out>")
         options = GapConfig(data=tuple(sources), model=self.config.model, recipe=self.config.recipe,
                             columns=self.config.columns, split=self.config.split,
                             dataset_config=self.config.dataset_config, limit=self.config.limit,
-                            template=train.get("template"), style=train.get("style"),
-                            max_length=train.get("max_length", 2048), out=str(self.out / "gap.json"))  # fmt: skip
-        key = digest("gap", [content_digest(s) for s in sources], options.template, options.style,
-                     options.max_length, self.config.recipe, self.config.limit, self.fingerprint)  # fmt: skip
+                            template=train.template, style=train.style, max_length=train.max_length,
+                            out=str(self.out / "gap.json"))  # fmt: skip
+        settings = {k: v for k, v in vars(options).items() if k not in ("out", "batch_size", "plot")}
+        key = digest("gap", settings, [content_digest(s) for s in sources], self.fingerprint)
 
         def work():
             report = measure_gap(options)
@@ -194,8 +238,11 @@ class _Runner:
         model_keys = {"seed": self.fingerprint, **self.train_keys}
         configs = {suite: self.config.eval_config(suite, str(folder)) for suite in self.config.suites}
         keys = {}
+        specific = {name for suite in configs for name in get_suite(suite).reads}
         for suite, options in configs.items():
-            settings = {k: v for k, v in vars(options).items() if k not in ("out", "cache", "cache_path", "batch_size")}
+            # a suite's results depend on the shared options and its own, not on other suites' options
+            ignored = {"out", "cache", "cache_path", "batch_size", *(specific - set(get_suite(suite).reads))}
+            settings = {k: v for k, v in vars(options).items() if k not in ignored}
             data = content_digest(options.data) if options.data else None
             for label, model_key in model_keys.items():
                 keys[label, suite] = digest("eval", suite, settings, data, model_key)

@@ -63,9 +63,10 @@ class SweepOptions:
                                               "(e.g. using and refer, the paper's Table 4)."})
 
     def __post_init__(self):
-        self.mix_ratio = tuple(float(r) for r in _sequence(self.mix_ratio))
-        self.train_size = tuple(int(n) for n in _sequence(self.train_size))
-        self.distill_template = tuple(str(t) for t in _sequence(self.distill_template))
+        # a value given twice is one sweep point
+        self.mix_ratio = tuple(dict.fromkeys(float(r) for r in _sequence(self.mix_ratio)))
+        self.train_size = tuple(dict.fromkeys(int(n) for n in _sequence(self.train_size)))
+        self.distill_template = tuple(dict.fromkeys(str(t) for t in _sequence(self.distill_template)))
         for ratio in self.mix_ratio:
             if not 0.0 <= ratio <= 1.0:
                 raise SelfDistillError(f"sweep.mix_ratio: {ratio} is not between 0 and 1")
@@ -106,11 +107,10 @@ class ExperimentConfig(DatasetOptions):
         self.methods = _names(self.methods, METHODS, "methods")
         if not self.methods:
             raise SelfDistillError(f"methods: name at least one of {', '.join(METHODS)}")
-        if isinstance(self.eval_data, dict):
-            self.eval_data = tuple(f"{k}={v}" for k, v in self.eval_data.items())
-        self.eval_data = tuple(_sequence(self.eval_data))
+        self.eval_data = tuple(f"{suite}={path}" for suite, path in _suite_data(self.eval_data).items())
         for section in SECTIONS:
             setattr(self, section, _section(section, getattr(self, section) or {}))
+        self.sweep = self.sweep if self.sweep is not None else SweepOptions()
         if isinstance(self.sweep, dict):
             _check_keys("sweep", self.sweep, [f.name for f in fields(SweepOptions)])
             self.sweep = SweepOptions(**self.sweep)
@@ -134,16 +134,13 @@ class ExperimentConfig(DatasetOptions):
 
         for template in self.sweep.distill_template:
             get_template(template)
+        from selfdistill.experiments.compare import plan_variants
+
+        plan_variants(self)  # sweep points must have distinct names
 
     @property
     def suite_data(self) -> dict[str, str]:
-        data = {}
-        for item in self.eval_data:
-            suite, sep, path = item.partition("=")
-            if not sep or not suite.strip() or not path.strip():
-                raise SelfDistillError(f"eval_data: expected SUITE=PATH, got '{item}'")
-            data[suite.strip()] = path.strip()
-        return data
+        return _suite_data(self.eval_data)
 
     def shared(self, *names: str) -> dict:
         return {name: getattr(self, name) for name in names}
@@ -179,6 +176,10 @@ def load_experiment(path: str | Path | None = None, **overrides) -> ExperimentCo
     values: dict = {}
     if path is not None:
         values = _read_yaml(Path(path))
+    if "eval_data" in values:
+        values["eval_data"] = _suite_data(values["eval_data"])
+    if "eval_data" in overrides:  # flags give SUITE=PATH items; they replace single suites, as section keys do
+        overrides = {**overrides, "eval_data": _suite_data(overrides["eval_data"])}
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(values.get(key), dict):
             values[key] = {**values[key], **value}
@@ -191,11 +192,25 @@ def load_experiment(path: str | Path | None = None, **overrides) -> ExperimentCo
     return ExperimentConfig(**values)
 
 
+def _yaml_loader():
+    """PyYAML's safe loader, reading `1e-4` and `5e-05` as numbers (YAML 1.2; PyYAML's 1.1 needs a dot)."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    number = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", number, list("-+0123456789."))
+    return Loader
+
+
 def _read_yaml(path: Path) -> dict:
     import yaml
 
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        values = yaml.load(path.read_text(encoding="utf-8"), Loader=_yaml_loader())  # noqa: S506 (a safe loader)
     except FileNotFoundError:
         raise SelfDistillError(f"--config {path}: no such file") from None
     except yaml.YAMLError as err:
@@ -207,6 +222,19 @@ def _read_yaml(path: Path) -> dict:
     if not isinstance(values, dict):
         raise SelfDistillError(f"{path}: expected a mapping of options, got {type(values).__name__}")
     return values
+
+
+def _suite_data(items) -> dict[str, str]:
+    """`{suite: path}` from a mapping or from SUITE=PATH items."""
+    if isinstance(items, dict):
+        return {str(k): str(v) for k, v in items.items()}
+    data = {}
+    for item in _sequence(items):
+        suite, sep, path = str(item).partition("=")
+        if not sep or not suite.strip() or not path.strip():
+            raise SelfDistillError(f"eval_data: expected SUITE=PATH, got '{item}'")
+        data[suite.strip()] = path.strip()
+    return data
 
 
 def _section(name: str, values) -> dict:
@@ -222,8 +250,8 @@ def _section(name: str, values) -> dict:
 def _check_keys(where: str, values: dict, allowed: list[str], fixed: tuple[str, ...] = ()) -> None:
     for key in values:
         if key in fixed:
-            raise SelfDistillError(f"{where}.{key}: set by the experiment (a top-level option or per stage), "
-                                   "not in a section")  # fmt: skip
+            raise SelfDistillError(f"{where}.{key}: not a section option: the experiment sets it for every stage "
+                                   "(top-level keys; eval_data for a suite's data) or per stage (data, out, limit)")  # fmt: skip
         if key not in allowed:
             close = difflib.get_close_matches(str(key), allowed, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""

@@ -50,6 +50,7 @@ class Suite(ABC):
     description: str
     needs_examples = True  # False for suites whose data another tool reads (lm-eval)
     compares_with_seed = False  # True: a run's `run` needs the seed's `run` first, in the same process
+    reads: tuple[str, ...] = ()  # the suite-specific EvalConfig options it uses (judge_model, ...)
 
     @abstractmethod
     def load(self, data: str | None, options) -> tuple[list[Example], str]:

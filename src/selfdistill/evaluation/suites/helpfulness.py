@@ -52,7 +52,7 @@ def parse_choice(reply: str) -> str | None:
 
 class HelpfulnessSuite(Suite):
     name = "helpfulness"
-    compares_with_seed = True  # without references in the data, the seed's answers are them
+    reads = ("judge_model",)
     description = "pairwise win rate against reference answers, judged in both orders"
 
     def __init__(self, judge_model: str | None = None):
@@ -64,8 +64,10 @@ class HelpfulnessSuite(Suite):
     def load(self, data, options):
         if data is None:
             examples = built_in_prompts(GENERAL_INSTRUCTIONS, "general", options.limit)
+            self.compares_with_seed = True  # no references: the seed's answers are them
             return examples, f"built-in {GENERAL_INSTRUCTIONS} (references: the seed's answers): {len(examples)}"
         examples, description, _ = read_data(data, options, recipe=None, require_response=True)
+        self.compares_with_seed = not all(e.response for e in examples)
         return examples, description
 
     def run(self, model: EvalModel, examples, context) -> SuiteResult:

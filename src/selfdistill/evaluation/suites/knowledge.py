@@ -22,6 +22,7 @@ _SKIPPED_KEYS = {"alias", "name", "sample_len", "samples"}
 
 class KnowledgeSuite(Suite):
     name = "knowledge"
+    reads = ("lm_eval_task", "lm_eval_include", "num_fewshot")
     description = "multiple-choice benchmarks (OpenLLM set by default) through lm-eval"
     needs_examples = False
 

@@ -29,6 +29,7 @@ BUILT_IN = "harmful_prompts.txt"
 
 class SafetySuite(Suite):
     name = "safety"
+    reads = ("jailbreak_suffix",)
     description = "refusal rate on harmful prompts, raw and with a jailbreak suffix (keyword matching)"
 
     def __init__(self, jailbreak_suffix: str = GCG_SUFFIX):
