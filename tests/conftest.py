@@ -3,6 +3,7 @@ with no network and no files outside tmp dirs."""
 
 from __future__ import annotations
 
+import json
 import os
 
 # Tests never touch the network; huggingface_hub reads these once, at import, so set them first.
@@ -83,6 +84,19 @@ def tiny_tokenizer():
 @pytest.fixture(scope="session")
 def tiny_model(tiny_tokenizer):
     return build_tiny_model(len(tiny_tokenizer))
+
+
+@pytest.fixture(scope="session")
+def write_math_file(tmp_path_factory):
+    """Writes a GSM8K-layout file of `n` problems ("What is k plus k?") with checkable answers."""
+
+    def write(n: int):
+        path = tmp_path_factory.mktemp("math-data") / "math.json"
+        rows = [{"question": f"What is {k} plus {k}?", "answer": f"{k} + {k} = {2 * k}.\n#### {2 * k}"} for k in range(n)]
+        path.write_text(json.dumps(rows))
+        return path
+
+    return write
 
 
 @pytest.fixture(scope="session")

@@ -19,11 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def math_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("compare-data") / "math.json"
-    rows = [{"question": f"What is {n} plus {n}?", "answer": f"{n} + {n} = {2 * n}.\n#### {2 * n}"} for n in range(8)]
-    path.write_text(json.dumps(rows))
-    return path
+def math_file(write_math_file):
+    return write_math_file(8)
 
 
 def experiment(tmp_path, math_file, tiny_model_dir, **overrides):

@@ -33,11 +33,8 @@ def test_bootstrap_mean_interval_covers_the_mean_and_is_seeded():
 
 
 @pytest.fixture(scope="module")
-def math_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("eval-data") / "math.json"
-    rows = [{"question": f"What is {n} plus {n}?", "answer": f"{n} + {n} = {2 * n}.\n#### {2 * n}"} for n in range(6)]
-    path.write_text(json.dumps(rows))
-    return path
+def math_file(write_math_file):
+    return write_math_file(6)
 
 
 @pytest.fixture(scope="module")

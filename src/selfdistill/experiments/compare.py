@@ -99,11 +99,11 @@ class _Runner:
 
     def _stage(self, name: str, key: str, outputs: list[Path], work, *, rerun: bool = False) -> None:
         """Run `work` unless the stage is done with these inputs; `rerun` runs a done stage again."""
-        if self.stages.done(name, key, *outputs) and not rerun:
-            console.print(f"[dim]{name}: done already[/dim]")
-            return
-        if rerun and self.stages.done(name, key, *outputs):
-            work()  # a reference for later stages; its generations come from the cache
+        if self.stages.done(name, key, *outputs):
+            if rerun:
+                work()  # a reference for later stages; its generations come from the cache
+            else:
+                console.print(f"[dim]{name}: done already[/dim]")
             return
         console.rule(f"[bold]{name}")
         self.stages.start(name, key)
@@ -163,8 +163,6 @@ class _Runner:
 
     # 2. train ----------------------------------------------------------------------------------
     def train(self, variants: list[Variant]) -> None:
-        from selfdistill.training import run_train
-
         runs: dict[str, str] = {}  # stage key -> run name
         rows = self._task_rows() if any(v.train_size for v in variants) else None
         for variant in variants:
@@ -181,28 +179,28 @@ class _Runner:
                 runs[key] = variant.label
                 folder = self.out / "runs" / variant.label
                 self._stage(f"train/{variant.label}", key, [folder / "train_summary.json"],
-                            lambda config=probe, folder=folder: self._train_into(config, folder, run_train))  # fmt: skip
+                            lambda config=probe, folder=folder: self._train_into(config, folder))  # fmt: skip
             variant.run = runs[key]
             # a retrained run (even with the same inputs) gets evaluated again: its summary is new
             summary = self.out / "runs" / variant.run / "train_summary.json"
             self.train_keys[variant.run] = digest(key, content_digest(str(summary)))
 
-    def _train_into(self, config, folder: Path, run_train) -> None:
+    def _train_into(self, config, folder: Path) -> None:
         """Resume an unfinished run of the same options in `folder`, else start over (replacing
         whatever run is there: the stage log says it is not this one)."""
         import dataclasses
         import json
 
-        saved = folder / "train_config.json"
+        from selfdistill.training import run_train
+        from selfdistill.training.checkpoint import CONFIG_FILE, RunDirectory
+
+        run, saved = RunDirectory(folder), folder / CONFIG_FILE
         identity = json.loads(saved.read_text(encoding="utf-8")).get("identity", {}) if saved.is_file() else None
-        wanted = config.identity()
         # the saved identity holds the seed's fingerprint as "model" (the trainer checks it on resume)
-        same = identity is not None and all(identity.get(k) == v for k, v in wanted.items() if k != "model")
-        finished = (folder / "train_summary.json").is_file()
-        if same and finished:
+        same = identity is not None and all(identity.get(k) == v for k, v in config.identity().items() if k != "model")
+        if same and run.finished:
             return  # killed after training finished, before the stage was logged
-        resume = same and not finished
-        run_train(dataclasses.replace(config, out=str(folder), resume=resume, overwrite=not resume and folder.is_dir()))
+        run_train(dataclasses.replace(config, out=str(folder), resume=same, overwrite=not same and folder.is_dir()))
 
     def _task_rows(self) -> int:
         """Rows of the task data every method trains on (the experiment's `limit` of them at most)."""
@@ -274,6 +272,6 @@ class _Runner:
             finally:
                 if cache is not None:
                     cache.close()
-        for suite, options in configs.items():  # figures across every model, including earlier sessions'
-            labels = [label for label in model_keys if (folder / label / f"{suite}.metrics.json").is_file()]
-            get_suite(suite, options).finish([read_suite_result(folder, label, suite) for label in labels], folder)
+            for suite in suites_needed:  # figures across every model, including earlier sessions'
+                labels = [label for label in model_keys if (folder / label / f"{suite}.metrics.json").is_file()]
+                prepared[suite][0].finish([read_suite_result(folder, label, suite) for label in labels], folder)
