@@ -234,7 +234,7 @@ def test_helpfulness_judges_both_orders_so_position_bias_cancels(tmp_path, tiny_
     data.write_text(json.dumps([{"instruction": "Name a colour.", "output": "Blue."},
                                 {"instruction": "Say hello.", "output": "Hello!"}]))  # fmt: skip
     config = EvalConfig(model=str(tiny_model_dir), suite=("helpfulness",), data=str(data), out=str(tmp_path / "e"),
-                        max_new_tokens=6, cache=False)  # fmt: skip
+                        max_new_tokens=6, cache=False, precision="fp32")  # fmt: skip
     suite = HelpfulnessSuite()
     suite._judge = AlwaysFirstJudge(tiny_tokenizer)
     examples, _ = suite.load(config.data, config)
@@ -242,7 +242,7 @@ def test_helpfulness_judges_both_orders_so_position_bias_cancels(tmp_path, tiny_
 
     from selfdistill.evaluation.models import eval_models
 
-    seed = next(eval_models(config.model, (), "transformers", "fp32"))
+    seed = next(eval_models(config.model, (), config))
     context = SimpleNamespace(decoding=config.decoding, batch_size=None, cache=None, seed_model=config.model)
     result = suite.run(seed, examples, context)
     assert [row["score"] for row in result.predictions] == [0.5, 0.5]  # wins as A, loses as B: a tie

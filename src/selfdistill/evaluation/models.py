@@ -4,6 +4,11 @@ A LoRA run folder is attached, unmerged, to a copy of the already loaded seed (n
 from disk; merged bf16 weights would round small updates away); a full fine-tuning folder is
 loaded as a model. Each gets a fingerprint of its own (the seed's plus the digest of the adapter's
 config and weights), so the completion cache never mixes their outputs.
+
+With the vllm backend, LoRA runs are served on the seed's engine and full fine-tuning folders get
+an engine of their own. With the openai backend each run must be served under its folder's name
+(`vllm serve SEED --enable-lora --lora-modules sdft=runs/sdft`); its fingerprint still holds the
+folder's digest, so a retrained run never reads the old one's cached outputs.
 """
 
 from __future__ import annotations
@@ -17,28 +22,84 @@ from selfdistill.evaluation.suites.base import EvalModel
 from selfdistill.models import ModelSource, load_model
 
 
-def eval_models(seed_spec: str, adapters: tuple[str, ...], backend: str, precision: str):
-    """Yield an `EvalModel` for the seed, then for each run folder; one held in memory at a time."""
+def eval_models(seed_spec: str, adapters: tuple[str, ...], options):
+    """Yield an `EvalModel` for the seed, then for each run folder; one held in memory at a time.
+    `options` holds the backend and its options (a `GenerationOptions`)."""
     from selfdistill.generation.backends import make_backend
 
+    if options.backend != "transformers":
+        yield from _served_models(seed_spec, adapters, options)
+        return
     seed, tokenizer = load_model(seed_spec)
-    yield EvalModel("seed", make_backend(backend, (seed, tokenizer), precision=precision), tokenizer, seed=seed)
+    settings = options.backend_options()
+    yield EvalModel("seed", make_backend("transformers", (seed, tokenizer), **settings), tokenizer, seed=seed)
     for label, folder in zip(_labels(adapters), adapters):
         model = _fine_tuned(seed, Path(folder))
-        yield EvalModel(label, make_backend(backend, (model, tokenizer), precision=precision), tokenizer, folder,
-                        seed)  # fmt: skip
+        yield EvalModel(label, make_backend("transformers", (model, tokenizer), **settings), tokenizer, folder, seed)
 
 
-def _fine_tuned(seed, folder: Path):
+def _served_models(seed_spec: str, adapters: tuple[str, ...], options):
+    """vllm and openai: the backend loads or reaches the weights; no copy is held here."""
+    from selfdistill.generation.backends import make_backend
+
+    settings = options.backend_options()
+    loras = [folder for folder in adapters if _kind(Path(folder)) == "lora"]
+    if options.backend == "vllm" and loras:  # the seed's engine serves every adapter
+        settings["max_lora_rank"] = max(lora_rank(Path(folder)) for folder in loras)
+    seed = make_backend(options.backend, seed_spec, **settings)
+    yield EvalModel("seed", seed, seed.tokenizer)
+    for label, folder in zip(_labels(adapters), adapters):
+        if options.backend == "openai":
+            backend = make_backend("openai", seed_spec, **{**settings, "served_model": label}, adapter=folder)
+        elif _kind(Path(folder)) == "lora":
+            backend = make_backend("vllm", seed_spec, **settings, adapter=folder)
+        else:
+            backend = make_backend("vllm", folder, **settings)
+        yield EvalModel(label, backend, backend.tokenizer, folder)
+
+
+def run_digest(folder: str | Path) -> str:
+    """Changes whenever a run folder's weights change: its adapter's config and weights, or its
+    model directory's fingerprint."""
+    folder = Path(folder)
+    if _kind(folder) == "lora":
+        weights = _adapter_weights(folder)
+        return hashlib.sha256((folder / "adapter_config.json").read_bytes() + weights.read_bytes()).hexdigest()[:16]
+    from selfdistill.models import resolve_model
+
+    return resolve_model(str(folder)).fingerprint
+
+
+def _kind(folder: Path) -> str:
     if not folder.is_dir():
         raise SelfDistillError(f"--adapter {folder}: no such directory")
     if (folder / "adapter_config.json").is_file():
+        return "lora"
+    if (folder / "config.json").is_file():
+        return "full"
+    raise SelfDistillError(f"--adapter {folder} holds neither a PEFT adapter nor a model")
+
+
+def _adapter_weights(folder: Path) -> Path:
+    weights = [p for p in (folder / "adapter_model.safetensors", folder / "adapter_model.bin") if p.is_file()]
+    if not weights:
+        raise SelfDistillError(f"--adapter {folder}: adapter_config.json but no adapter_model weights")
+    return weights[0]
+
+
+def lora_rank(folder: Path) -> int:
+    import json
+
+    try:
+        return int(json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))["r"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise SelfDistillError(f"--adapter {folder}: adapter_config.json has no LoRA rank 'r' ({err})") from None
+
+
+def _fine_tuned(seed, folder: Path):
+    if _kind(folder) == "lora":
         from selfdistill.training.adapters import load_adapter
 
-        weights = [p for p in (folder / "adapter_model.safetensors", folder / "adapter_model.bin") if p.is_file()]
-        if not weights:
-            raise SelfDistillError(f"--adapter {folder}: adapter_config.json but no adapter_model weights")
-        digest = hashlib.sha256((folder / "adapter_config.json").read_bytes() + weights[0].read_bytes())
         try:
             # not merged: in bf16, W + dW would round small updates away; the LoRA path keeps them
             model = load_adapter(copy.deepcopy(seed), folder)
@@ -47,11 +108,9 @@ def _fine_tuned(seed, folder: Path):
                                    f"{str(err).strip().splitlines()[0]}") from err  # fmt: skip
         seed_source = seed.selfdistill_source
         model.selfdistill_source = ModelSource(str(folder), str(folder),
-                                               f"{seed_source.fingerprint}+lora:{digest.hexdigest()[:16]}")  # fmt: skip
+                                               f"{seed_source.fingerprint}+lora:{run_digest(folder)}")  # fmt: skip
         return model.eval()
-    if (folder / "config.json").is_file():
-        return load_model(str(folder), device=str(next(seed.parameters()).device))[0]
-    raise SelfDistillError(f"--adapter {folder} holds neither a PEFT adapter nor a model")
+    return load_model(str(folder), device=str(next(seed.parameters()).device))[0]
 
 
 def _labels(folders: tuple[str, ...]) -> list[str]:

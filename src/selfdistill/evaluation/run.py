@@ -80,7 +80,7 @@ def run_eval(config: EvalConfig) -> EvalReport:
     results = []
     try:
         context = eval_context(config, cache)
-        for model in eval_models(config.model, config.adapter, config.backend, config.precision):
+        for model in eval_models(config.model, config.adapter, config):
             for suite, examples, description in suites:
                 results.append(run_suite(suite, examples, description, model, context, out))
     finally:

@@ -23,9 +23,10 @@ from typing import Any
 from selfdistill.errors import SelfDistillError
 from selfdistill.experiments.config import ExperimentConfig
 from selfdistill.experiments.stages import StageLog, content_digest, digest
+from selfdistill.generation.options import SPEED_OPTIONS
 from selfdistill.progress import console
 
-BUILD_SETTINGS_IGNORED = ("out", "cache", "cache_path", "chunk_size", "format", "batch_size")
+BUILD_SETTINGS_IGNORED = ("out", "cache", "cache_path", "chunk_size", "format", "batch_size", *SPEED_OPTIONS)
 
 
 @dataclass
@@ -239,7 +240,7 @@ class _Runner:
         specific = {name for suite in configs for name in get_suite(suite).reads}
         for suite, options in configs.items():
             # a suite's results depend on the shared options and its own, not on other suites' options
-            ignored = {"out", "cache", "cache_path", "batch_size", *(specific - set(get_suite(suite).reads))}
+            ignored = {"out", "cache", "cache_path", "batch_size", *SPEED_OPTIONS, *(specific - set(get_suite(suite).reads))}
             settings = {k: v for k, v in vars(options).items() if k not in ignored}
             data = content_digest(options.data) if options.data else None
             for label, model_key in model_keys.items():
@@ -261,7 +262,7 @@ class _Runner:
             try:
                 context = eval_context(first, cache)
                 adapters = tuple(str(self.out / "runs" / run) for run in runs)
-                for model in eval_models(self.config.model, adapters, self.config.backend, self.config.precision):
+                for model in eval_models(self.config.model, adapters, first):
                     for suite in suites_needed:
                         pair = (model.label, suite)
                         if pair not in pending and not (model.label == "seed" and suite in seed_suites):

@@ -31,10 +31,10 @@ from selfdistill.data.options import DatasetOptions
 from selfdistill.errors import SelfDistillError
 from selfdistill.evaluation.run import EvalConfig
 from selfdistill.evaluation.suites import SUITES
+from selfdistill.generation.options import BackendOptions
 from selfdistill.methods.s3ft import SelectConfig
 from selfdistill.methods.sdft import DistillConfig
 from selfdistill.models import DEFAULT_MODEL
-from selfdistill.models.precision import PRECISIONS
 from selfdistill.training import TrainConfig
 
 METHODS = ("vanilla", "sdft", "s3ft")
@@ -42,8 +42,9 @@ METHODS = ("vanilla", "sdft", "s3ft")
 TARGET_SUITES = {"math": "math", "functions": "functions", "code": "code"}
 DEFAULT_TARGET_SUITE = "helpfulness"
 # Options every stage takes from the experiment's top level, never from a section.
-SHARED = ("model", "recipe", "columns", "split", "dataset_config", "seed", "precision", "backend", "cache",
-          "cache_path")  # fmt: skip
+GENERATION_SHARED = ("model", "seed", "backend", *(f.name for f in fields(BackendOptions) if f.name != "backend"),
+                     "cache", "cache_path")  # fmt: skip
+SHARED = ("recipe", "columns", "split", "dataset_config", *GENERATION_SHARED)
 # section -> (the command's config class, its options the experiment sets per stage)
 SECTIONS = {
     "train": (TrainConfig, ("data", "out", "limit", "resume", "overwrite")),
@@ -76,7 +77,7 @@ class SweepOptions:
 
 
 @dataclass(kw_only=True)
-class ExperimentConfig(DatasetOptions):
+class ExperimentConfig(DatasetOptions, BackendOptions):
     out: str = field(metadata={"help": "Output folder: built data, runs, evaluations, stages.json and the report."})
     data: str = field(metadata={"help": "Task dataset with gold responses: a file, a recipe name or a Hub id."})
     model: str = field(default=DEFAULT_MODEL, metadata={"help": "Seed model: embedded model name, local .gguf, "
@@ -90,9 +91,6 @@ class ExperimentConfig(DatasetOptions):
     eval_data: tuple[str, ...] = field(default=(), metadata={"help": "SUITE=PATH: a suite's data instead of its "
                                        "default set, e.g. math=gsm8k_test.json."})
     seed: int = field(default=0, metadata={"help": "Seed for every stage (row choice, sampling, LoRA init, order)."})
-    precision: str = field(default="auto", metadata={"help": "auto: bf16 where the hardware has bf16 units.",
-                                                     "choices": PRECISIONS})
-    backend: str = field(default="transformers", metadata={"help": "Generation backend."})
     cache: bool = field(default=True, metadata={"help": "Reuse and store completions in the on-disk cache."})
     cache_path: str | None = field(default=None, metadata={"help": "Completion cache file (default: <user "
                                    "cache>/generations.sqlite)."})
@@ -104,6 +102,7 @@ class ExperimentConfig(DatasetOptions):
 
     def __post_init__(self):
         DatasetOptions.__post_init__(self)
+        BackendOptions.__post_init__(self)
         self.methods = _names(self.methods, METHODS, "methods")
         if not self.methods:
             raise SelfDistillError(f"methods: name at least one of {', '.join(METHODS)}")
@@ -157,7 +156,7 @@ class ExperimentConfig(DatasetOptions):
         return SelectConfig(data=self.data, out=out, limit=self.limit, **self.shared(*SHARED), **self.select)
 
     def eval_config(self, suite: str, out: str) -> EvalConfig:
-        shared = self.shared("model", "seed", "precision", "backend", "cache", "cache_path")
+        shared = self.shared(*GENERATION_SHARED)
         return EvalConfig(suite=(suite,), out=out, data=self.suite_data.get(suite), **shared, **self.eval)
 
     def to_dict(self) -> dict:

@@ -16,11 +16,14 @@ from selfdistill.generation.config import DecodingConfig
 class Completion:
     text: str
     num_tokens: int  # generated tokens, counting the end-of-sequence token when one was produced
-    finish_reason: str  # "stop" (EOS or a stop string) or "length" (hit max_new_tokens)
+    finish_reason: str  # "stop" (EOS or a stop string), "length" (hit max_new_tokens) or "error"
+    error: str | None = None  # why the request failed (server backends); such a completion is never cached
 
 
 class GenerationBackend(ABC):
     name: str
+    option_names: tuple[str, ...] = ()  # the GenerationOptions fields this backend takes
+    tokenizer: object  # renders prompts for this backend (see prompts.render_prompt)
 
     @property
     @abstractmethod

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Sequence
 
 from rich.progress import TextColumn
 
+from selfdistill.errors import SelfDistillError
 from selfdistill.generation.base import Completion, GenerationBackend
 from selfdistill.generation.cache import CompletionCache, NullCache, completion_key
 from selfdistill.generation.config import DecodingConfig
@@ -29,8 +31,13 @@ def generate(
     cache: CompletionCache | NullCache | None = None,
     description: str = "Generating",
     sample_ids: Sequence[str] | None = None,
+    keep_errors: bool = False,
 ) -> list[Completion]:
     """Complete every prompt (rendered text) with `backend`; results align with `prompts`.
+
+    A request that failed (server backends) is not cached. With `keep_errors` its completion comes
+    back with `error` set, for the caller to record on its row; otherwise, once every other prompt
+    is done and cached, `GenerationFailed` lists the failures (a rerun retries only them).
 
     When sampling, `sample_ids` (e.g. example ids) name each draw, so the same row gets the same
     sample however the prompts are split into calls; without them the k-th repeat of a prompt
@@ -55,12 +62,32 @@ def generate(
             seeds = [_row_seed(decoding.seed, key) for key in todo]
             completions = backend.generate_batch([prompt_by_key[k] for k in todo], decoding, seeds)
             fresh = dict(zip(todo, completions))
-            cache.put_many(fresh)
+            cache.put_many({key: c for key, c in fresh.items() if c.error is None})
             results.update(fresh)
             new_tokens += sum(c.num_tokens for c in completions)
             rate = f"{new_tokens / (time.perf_counter() - started):.0f} tok/s"
             progress.update(task, advance=len(todo), rate=rate)
-    return [results[key] for key in keys]
+    completions = [results[key] for key in keys]
+    failed = [c.error for c in completions if c.error is not None]
+    if failed and not keep_errors:
+        raise GenerationFailed(failed, len(completions))
+    return completions
+
+
+class GenerationFailed(SelfDistillError):
+    """Some requests failed after their retries; the others are cached."""
+
+    def __init__(self, reasons: list[str], total: int):
+        self.reasons = reasons
+        super().__init__(failure_summary(reasons, total))
+
+
+def failure_summary(reasons: list[str], total: int) -> str:
+    """One line: how many requests failed, for which reasons, and what a rerun does."""
+    counts = Counter(reasons).most_common(3)
+    listed = "; ".join(f"{n}x {reason}" for reason, n in counts)
+    return (f"{len(reasons)} of {total} generation requests failed ({listed}); the other rows are cached, "
+            "so rerunning the same command retries only these")
 
 
 def _keys(prompts: Sequence[str], fingerprint: str, decoding: DecodingConfig, sample_ids) -> list[str]:

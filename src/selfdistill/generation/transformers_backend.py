@@ -26,6 +26,7 @@ from selfdistill.models.precision import PRECISIONS, bf16_supported
 
 class TransformersBackend(GenerationBackend):
     name = "transformers"
+    option_names = ("precision", "device")
 
     def __init__(self, model, *, precision: str = "auto", device: str | None = None):
         """`model` is a `--model` value or an already loaded (model, tokenizer) pair."""

@@ -1,0 +1,222 @@
+"""Generation with vLLM's offline engine (`vllm.LLM`) on GPUs: continuous batching and paged
+attention, in this process. `pip install selfdistill[vllm]`; imported only when chosen.
+
+Prompts are rendered and tokenized here by the model's tokenizer and handed to vLLM as token ids,
+so the model reads exactly what the transformers backend and training see (no second BOS).
+Our decoding options map onto one `SamplingParams` per prompt, each with the prompt's own seed.
+
+A LoRA run is served on the seed's engine through a `LoRARequest` (no merged copy of the weights),
+so the seed and every adapter share one engine. `tensor_parallel` splits each model replica over
+that many GPUs (vLLM's `tensor_parallel_size`); `data_parallel` > 1 starts that many replicas,
+each in its own process on its own GPUs, and deals every batch out among them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from selfdistill.errors import SelfDistillError
+from selfdistill.generation.base import Completion, GenerationBackend
+from selfdistill.generation.config import DecodingConfig
+
+INSTALL_HINT = "the vllm backend needs vLLM (Linux, NVIDIA GPU): pip install 'selfdistill[vllm]'"
+DTYPES = {"auto": "auto", "bf16": "bfloat16", "fp32": "float32"}
+LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
+
+
+class VLLMBackend(GenerationBackend):
+    name = "vllm"
+    option_names = ("precision", "tensor_parallel", "data_parallel", "gpu_memory_utilization", "adapter",
+                    "max_lora_rank")  # fmt: skip
+
+    def __init__(self, model, *, precision: str = "auto", tensor_parallel: int = 1, data_parallel: int = 1,
+                 gpu_memory_utilization: float = 0.9, adapter: str | None = None, max_lora_rank: int | None = None):  # fmt: skip
+        """`model` is a `--model` value. `adapter`: a LoRA run folder to generate with, on the seed's
+        engine; `max_lora_rank`: the largest adapter rank this engine must serve (default: `adapter`'s)."""
+        if isinstance(model, tuple):
+            raise SelfDistillError("the vllm backend loads the weights itself: name the model, not loaded weights")
+        if precision not in DTYPES:
+            raise SelfDistillError(f"precision must be one of {', '.join(DTYPES)}, got '{precision}'")
+        require_vllm()
+        from selfdistill.models import load_tokenizer, resolve_model
+
+        source = resolve_model(model)
+        self.tokenizer = load_tokenizer(source)
+        self.adapter = adapter
+        if adapter and not max_lora_rank:
+            from selfdistill.evaluation.models import lora_rank
+
+            max_lora_rank = lora_rank(Path(adapter))
+        self.engine_options = engine_options(source.path, precision, tensor_parallel, gpu_memory_utilization,
+                                             max_lora_rank)  # fmt: skip
+        self.data_parallel = data_parallel
+        self._fingerprint = f"vllm:{source.fingerprint}:{precision}" + (f"+lora:{_digest(adapter)}" if adapter else "")
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    @property
+    def default_batch_size(self) -> int:
+        return 256 * self.data_parallel  # vLLM schedules within a batch itself; larger batches keep it full
+
+    def prompt_length(self, prompt: str) -> int:
+        return len(self._token_ids(prompt))
+
+    def generate_batch(self, prompts: list[str], decoding: DecodingConfig, seeds: list[int]) -> list[Completion]:
+        requests = [(self._token_ids(prompt), sampling_options(decoding, seed)) for prompt, seed in zip(prompts, seeds)]
+        outputs = _engine(self.engine_options, self.data_parallel).generate(requests, self.adapter)
+        return [Completion(text, num_tokens, reason) for text, num_tokens, reason in outputs]
+
+    def _token_ids(self, prompt: str) -> list[int]:
+        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+
+def require_vllm() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        raise SelfDistillError(INSTALL_HINT)
+
+
+def engine_options(path: str, precision: str, tensor_parallel: int, gpu_memory_utilization: float,
+                   max_lora_rank: int | None) -> dict:  # fmt: skip
+    """Keyword arguments of `vllm.LLM`."""
+    options = {"model": path, "tokenizer": path, "dtype": DTYPES[precision], "tensor_parallel_size": tensor_parallel,
+               "gpu_memory_utilization": gpu_memory_utilization, "seed": 0}  # fmt: skip
+    if max_lora_rank:
+        fitting = [r for r in LORA_RANKS if r >= max_lora_rank]
+        if not fitting:
+            raise SelfDistillError(f"LoRA rank {max_lora_rank} is above vLLM's largest ({LORA_RANKS[-1]})")
+        options.update(enable_lora=True, max_lora_rank=fitting[0], max_loras=1)
+    return options
+
+
+def sampling_options(decoding: DecodingConfig, seed: int) -> dict:
+    """Keyword arguments of `vllm.SamplingParams` for one prompt."""
+    options = {"n": 1, "max_tokens": decoding.max_new_tokens, "temperature": decoding.temperature,
+               "stop": list(decoding.stop), "skip_special_tokens": True}  # fmt: skip
+    if not decoding.greedy:
+        options.update(top_p=decoding.top_p, seed=seed % 2**63)
+    return options
+
+
+def _digest(folder: str) -> str:
+    from selfdistill.evaluation.models import run_digest
+
+    return run_digest(folder)
+
+
+class _Engine:
+    """One `vllm.LLM` in this process."""
+
+    def __init__(self, options: dict):
+        from vllm import LLM
+
+        self.llm = LLM(**options)
+        self.adapters: dict[str, int] = {}
+
+    def generate(self, requests: list[tuple[list[int], dict]], adapter: str | None) -> list[tuple[str, int, str]]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        lora = None
+        if adapter:
+            from vllm.lora.request import LoRARequest
+
+            lora_id = self.adapters.setdefault(adapter, len(self.adapters) + 1)
+            lora = LoRARequest(Path(adapter).name or "adapter", lora_id, str(adapter))
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids, _ in requests],
+                                    [SamplingParams(**options) for _, options in requests],
+                                    use_tqdm=False, lora_request=lora)  # fmt: skip
+        return [_result(output.outputs[0]) for output in outputs]
+
+
+def _result(output) -> tuple[str, int, str]:
+    return output.text, len(output.token_ids), "length" if output.finish_reason == "length" else "stop"
+
+
+class _Replicas:
+    """`data_parallel` engines, each in a process of its own on its own GPUs; a batch is dealt out
+    in contiguous parts and the answers come back in order."""
+
+    def __init__(self, options: dict, count: int):
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+        gpus = options["tensor_parallel_size"]
+        self.pipes, self.processes = [], []
+        for index in range(count):
+            ours, theirs = context.Pipe()
+            devices = ",".join(str(index * gpus + g) for g in range(gpus))
+            process = context.Process(target=_serve_replica, args=(options, devices, theirs), daemon=True)
+            process.start()
+            self.pipes.append(ours)
+            self.processes.append(process)
+        for pipe in self.pipes:
+            _receive(pipe)  # "ready", or the error that stopped the replica
+
+    def generate(self, requests, adapter):
+        size = -(-len(requests) // len(self.pipes))
+        parts = [requests[i : i + size] for i in range(0, len(requests), size)]
+        for pipe, part in zip(self.pipes, parts):
+            pipe.send((part, adapter))
+        return [result for pipe, _ in zip(self.pipes, parts) for result in _receive(pipe)]
+
+    def close(self):
+        for pipe in self.pipes:
+            pipe.send(None)
+        for process in self.processes:
+            process.join(timeout=30)
+
+
+def _serve_replica(options: dict, devices: str, pipe) -> None:
+    os.environ["CUDA_VISIBLE_DEVICES"] = devices
+    try:
+        engine = _Engine(options)
+        pipe.send(("ok", "ready"))
+        while (job := pipe.recv()) is not None:
+            pipe.send(("ok", engine.generate(*job)))
+    except Exception as err:  # noqa: BLE001 - reported to the parent, which raises it
+        pipe.send(("error", f"{type(err).__name__}: {err}"))
+
+
+def _receive(pipe):
+    status, value = pipe.recv()
+    if status == "error":
+        raise SelfDistillError(f"a vLLM replica failed: {value}")
+    return value
+
+
+_current: tuple[tuple, object] | None = None  # (key, engine): one model on the GPUs at a time
+
+
+def _engine(options: dict, data_parallel: int):
+    """The engine for `options`, reused across backends (the seed and its adapters share one)."""
+    global _current
+    key = (json.dumps(options, sort_keys=True), data_parallel)
+    if _current is None or _current[0] != key:
+        if _current is not None:
+            _release(_current[1])
+        _current = (key, _Replicas(options, data_parallel) if data_parallel > 1 else _Engine(options))
+    return _current[1]
+
+
+def _release(engine) -> None:
+    global _current
+    _current = None
+    if isinstance(engine, _Replicas):
+        engine.close()
+        return
+    import gc
+
+    del engine
+    gc.collect()
+    try:
+        import torch
+
+        torch.cuda.empty_cache()
+    except ImportError:
+        pass
