@@ -16,6 +16,7 @@ _API = {
     "train": "selfdistill.api:train",
     "evaluate": "selfdistill.api:evaluate",
     "compare": "selfdistill.api:compare",
+    "merge": "selfdistill.shards:merge",
     "ExperimentConfig": "selfdistill.experiments:ExperimentConfig",
     "parameter_shift": "selfdistill.training.shift:parameter_shift",
     "TrainConfig": "selfdistill.training:TrainConfig",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from selfdistill.cli.args import add_config_command
-from selfdistill.cli.summaries import print_build_summary
+from selfdistill.cli.summaries import build_exit_status, print_build_summary
 from selfdistill.methods.sdft import DistillConfig, run_distill
 
 
@@ -17,5 +17,6 @@ def register(subparsers) -> None:
 
 
 def _run(config: DistillConfig) -> int:
-    print_build_summary(run_distill(config), config)
-    return 0
+    summary = run_distill(config)
+    print_build_summary(summary, config)
+    return build_exit_status(summary)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from selfdistill.cli.args import add_config_command
+from selfdistill.cli.summaries import report_failures
 from selfdistill.generation.run import GenerateConfig, run_generate
 from selfdistill.progress import console
 
@@ -23,4 +24,4 @@ def _run(config: GenerateConfig) -> int:
         f"wrote {len(summary.rows)} rows to {config.out} ({summary.new_tokens} new tokens in {summary.seconds:.1f} s, "
         f"{rate:.0f} tok/s; cached rows cost no time)"
     )
-    return 0
+    return report_failures(summary.errors, len(summary.rows))

@@ -14,7 +14,7 @@ import sys
 from selfdistill import __version__
 from selfdistill.errors import SelfDistillError
 
-COMMANDS = ("generate", "distill", "select", "train", "eval", "judge", "gap", "shift", "compare", "listing")  # module names under selfdistill.cli
+COMMANDS = ("generate", "distill", "select", "train", "eval", "judge", "gap", "shift", "compare", "merge", "listing")  # module names under selfdistill.cli
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,3 +20,17 @@ def print_build_summary(summary, config) -> None:
         details = ", ".join(f"{reason}: {count}" for reason, count in reasons.items())
         console.print(f"rejected {source} candidates: {details}")
     console.print(f"wrote {config.out} and {config.summary_path} in {summary.seconds:.1f} s")
+
+
+def build_exit_status(summary) -> int:
+    return report_failures(summary.request_errors, summary.rows)
+
+
+def report_failures(reasons: list[str], total: int) -> int:
+    """The exit status: 1 with a one-line summary when generation requests failed, else 0."""
+    if not reasons:
+        return 0
+    from selfdistill.generation.engine import failure_summary
+
+    console.print(f"[red]error:[/red] {failure_summary(reasons, total)}; each failed row records its error")
+    return 1

@@ -113,6 +113,11 @@ def _fine_tuned(seed, folder: Path):
     return load_model(str(folder), device=str(next(seed.parameters()).device))[0]
 
 
+def model_labels(adapters: tuple[str, ...]) -> list[str]:
+    """The labels an evaluation of these run folders gives its models, the seed first."""
+    return ["seed", *_labels(adapters)]
+
+
 def _labels(folders: tuple[str, ...]) -> list[str]:
     """Each run's folder name, made unique (and never "seed")."""
     labels, seen = [], {"seed"}

@@ -21,6 +21,7 @@ from selfdistill.evaluation.suites import SUITES, SuiteResult, get_suite
 from selfdistill.evaluation.suites.safety import GCG_SUFFIX
 from selfdistill.generation.options import GenerationOptions
 from selfdistill.io import read_jsonl, write_json_atomic, write_jsonl_atomic
+from selfdistill.shards import SHARD_FILE, parse_shard, shard_bounds
 from selfdistill.versions import package_versions
 
 
@@ -39,6 +40,8 @@ class EvalConfig(DatasetOptions, GenerationOptions):
     lm_eval_include: str | None = field(default=None, metadata={"help": "Folder of extra lm-eval task YAML files."})
     num_fewshot: int | None = field(default=None, metadata={"help": "Few-shot examples for lm-eval tasks (default: "
                                                                     "the OpenLLM counts; 0 for other tasks)."})
+    shard: str | None = field(default=None, metadata={"help": "I/N: evaluate only the I-th of N equal slices of "
+                              "each suite's prompts (0-based); join the folders with `selfdistill merge`."})
     jailbreak_suffix: str = field(default=GCG_SUFFIX, metadata={"help": "Adversarial suffix of the safety suite's "
                                   "jailbreak rate (default: Zou et al. 2023's GCG suffix; '' to skip)."})
 
@@ -55,6 +58,11 @@ class EvalConfig(DatasetOptions, GenerationOptions):
             raise SelfDistillError(f"suite: name at least one (--suite NAME; available: {', '.join(SUITES)})")
         for name in self.suite:
             get_suite(name)  # unknown names fail here, before anything loads
+        if parse_shard(self.shard) and "knowledge" in self.suite:
+            raise SelfDistillError("the knowledge suite runs whole lm-eval tasks: evaluate it without --shard")
+        if "knowledge" in self.suite and self.backend != "transformers":
+            raise SelfDistillError("the knowledge suite scores log-likelihoods with lm-eval on weights in this "
+                                   "process: run it with --backend transformers")  # fmt: skip
         if self.data is not None and len(self.suite) > 1:
             raise SelfDistillError("--data replaces one suite's data; run suites with their own data separately")
 
@@ -76,6 +84,8 @@ def run_eval(config: EvalConfig) -> EvalReport:
     started = time.perf_counter()
     suites = [prepare_suite(name, config) for name in config.suite]  # data loads before any model: fails fast
     out = Path(config.out)
+    if config.shard:
+        suites = _shard_suites(suites, config, out)
     cache = config.open_cache()
     results = []
     try:
@@ -92,6 +102,22 @@ def run_eval(config: EvalConfig) -> EvalReport:
     write_json_atomic(report.to_dict(), out / "results.json")
     return report
 
+
+
+def _shard_suites(suites: list[tuple], config: EvalConfig, out: Path) -> list[tuple]:
+    """Each suite's slice of the examples, and `shard.json` recording the slices for `merge`."""
+    from selfdistill.evaluation.models import model_labels
+
+    sliced, totals = [], {}
+    for suite, examples, description in suites:
+        totals[suite.name] = len(examples)
+        first, last = shard_bounds(config.shard, len(examples))
+        sliced.append((suite, examples[first:last], f"{description}, shard {config.shard}: rows {first}-{last - 1}"))
+    index, count = parse_shard(config.shard)
+    record = {"index": index, "count": count, "total": totals, "source": config.model, "suites": list(totals),
+              "models": model_labels(config.adapter)}  # fmt: skip
+    write_json_atomic(record, out / SHARD_FILE)
+    return sliced
 
 
 def prepare_suite(name: str, config: EvalConfig) -> tuple:

@@ -137,7 +137,7 @@ class _Runner:
             key = digest("build", variant.method, settings, self.data_digest, self.fingerprint)
             if key not in built:
                 self._stage(f"build/{name}", key, [path, options.summary_path],
-                            lambda run=run, options=options: run(options, self._generation_backend()))  # fmt: skip
+                            lambda run=run, options=options: _complete_build(run, options, self._generation_backend()))  # fmt: skip
                 built[key] = str(path)
             variant.data = built[key]
         if self._backend is not None:  # training loads its own copy; this one is freed first
@@ -276,3 +276,13 @@ class _Runner:
             for suite in suites_needed:  # figures across every model, including earlier sessions'
                 labels = [label for label in model_keys if (folder / label / f"{suite}.metrics.json").is_file()]
                 prepared[suite][0].finish([read_suite_result(folder, label, suite) for label in labels], folder)
+
+
+def _complete_build(run, options, backend):
+    """A build whose generation requests all succeeded; else the stage fails (a rerun retries them)."""
+    from selfdistill.generation.engine import GenerationFailed
+
+    summary = run(options, backend)
+    if summary.request_errors:
+        raise GenerationFailed(summary.request_errors, summary.rows)
+    return summary

@@ -48,9 +48,9 @@ SHARED = ("recipe", "columns", "split", "dataset_config", *GENERATION_SHARED)
 # section -> (the command's config class, its options the experiment sets per stage)
 SECTIONS = {
     "train": (TrainConfig, ("data", "out", "limit", "resume", "overwrite")),
-    "distill": (DistillConfig, ("data", "out", "limit")),
-    "select": (SelectConfig, ("data", "out", "limit")),
-    "eval": (EvalConfig, ("data", "out", "suite", "adapter")),
+    "distill": (DistillConfig, ("data", "out", "limit", "shard")),
+    "select": (SelectConfig, ("data", "out", "limit", "shard")),
+    "eval": (EvalConfig, ("data", "out", "suite", "adapter", "shard")),
 }
 
 

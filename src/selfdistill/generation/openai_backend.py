@@ -119,7 +119,7 @@ class OpenAIBackend(GenerationBackend):
         return prompt[len(bos) :] if adds_bos and prompt.startswith(bos) else prompt
 
     async def _complete_all(self, payloads: list[dict]) -> list[Completion]:
-        import httpx
+        import httpx2 as httpx
 
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         slots = asyncio.Semaphore(self.concurrency)
@@ -138,7 +138,7 @@ class OpenAIBackend(GenerationBackend):
                     task.cancel()
 
     async def _complete(self, client, payload: dict) -> Completion:
-        import httpx
+        import httpx2 as httpx
 
         route = f"{self.url}/{'chat/completions' if self.api == 'chat' else 'completions'}"
         attempts = 1 if self._down else self.retries + 1

@@ -38,6 +38,11 @@ class GenerateSummary:
     seconds: float
     report: LoadReport
 
+    @property
+    def errors(self) -> list[str]:
+        """Why each failed request failed (server backends); those rows have an `error` field."""
+        return [row["error"] for row in self.rows if "error" in row]
+
 
 def read_prompts(config: GenerateConfig) -> tuple[list[Example], LoadReport]:
     """Prompts as `Example`s: a .txt file is one prompt a line; anything else goes through the data layer."""
@@ -65,13 +70,14 @@ def run_generate(config: GenerateConfig, examples: list[Example] | None = None, 
     started = time.perf_counter()
     try:
         completions = generate(prompts, backend, config.decoding, batch_size=config.batch_size, cache=cache,
-                               sample_ids=[example.id for example in examples])
+                               sample_ids=[example.id for example in examples], keep_errors=True)
     finally:
         if cache is not None:
             cache.close()
     seconds = time.perf_counter() - started
     rows = [
-        {"id": ex.id, "prompt": prompt, "output": c.text, "num_tokens": c.num_tokens, "finish_reason": c.finish_reason}
+        {"id": ex.id, "prompt": prompt, "output": c.text, "num_tokens": c.num_tokens, "finish_reason": c.finish_reason,
+         **({"error": c.error} if c.error is not None else {})}
         for ex, prompt, c in zip(examples, prompts, completions)
     ]
     if config.out:

@@ -22,7 +22,8 @@ from selfdistill.data import DEFAULT_TASK_PROMPT, Example, LoadReport, Recipe
 from selfdistill.data.options import DatasetOptions
 from selfdistill.errors import SelfDistillError
 from selfdistill.generation.options import GenerationOptions
-from selfdistill.methods.filters import reject_reason
+from selfdistill.methods.filters import GENERATION_FAILED, reject_reason
+from selfdistill.shards import parse_shard, shard_bounds, shard_record
 
 SOURCES = ("distilled", "own_prediction", "paraphrase", "original")
 FORMATS = ("alpaca", "messages")
@@ -42,6 +43,8 @@ class BuildOptions(DatasetOptions, GenerationOptions):
                                                                "(<out>.alpaca.json) or messages (<out>.messages.jsonl).",
                                                        "choices": FORMATS})
     chunk_size: int = field(default=1024, metadata={"help": "Rows held in memory at a time."})
+    shard: str | None = field(default=None, metadata={"help": "I/N: build only the I-th of N equal slices of the "
+                              "rows (0-based), e.g. one per machine; join them with `selfdistill merge`."})
 
     def __post_init__(self):
         DatasetOptions.__post_init__(self)
@@ -52,6 +55,7 @@ class BuildOptions(DatasetOptions, GenerationOptions):
             raise SelfDistillError(f"format must be one of {', '.join(FORMATS)}, got '{self.format}'")
         if self.chunk_size < 1:
             raise SelfDistillError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        parse_shard(self.shard)
 
     @property
     def summary_path(self) -> Path:
@@ -67,6 +71,8 @@ class BuildSummary:
     targets: Counter = field(default_factory=Counter)  # source -> rows
     rejections: dict[str, Counter] = field(default_factory=dict)  # candidate source -> reason -> count
     untried: int = 0  # rows kept as gold without generating a candidate (SDFT's --mix-ratio)
+    request_errors: list[str] = field(default_factory=list)  # why each failed generation request failed
+    shard: dict | None = None  # which slice of the rows this build covers (--shard), for `selfdistill merge`
     seconds: float = 0.0
     load_report: str = ""
 
@@ -76,6 +82,8 @@ class BuildSummary:
         self.untried += not tried
         for candidate in rejected:
             self.rejections.setdefault(candidate["source"], Counter())[candidate["category"]] += 1
+            if candidate["category"] == GENERATION_FAILED:
+                self.request_errors.append(candidate["reason"].removeprefix(f"{GENERATION_FAILED}: "))
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -115,9 +123,9 @@ def open_stream(options: BuildOptions):
     return counting.reread(), total
 
 
-def chunks(examples: Iterator[Example], size: int):
-    """(index of the chunk's first row, the chunk's examples), `size` rows at a time."""
-    start = 0
+def chunks(examples: Iterator[Example], size: int, start: int = 0):
+    """(index of the chunk's first row, the chunk's examples), `size` rows at a time; the first
+    row's index is `start`."""
     while chunk := list(itertools.islice(examples, size)):
         yield start, chunk
         start += len(chunk)
@@ -158,14 +166,19 @@ class Builder(ABC):
         self.backend = self.backend or self.config.make_backend()
         self.judge = self.make_judge(self.judge_name) if self.judge_name else None
         summary = BuildSummary(method=self.method)
+        first, last = shard_bounds(self.config.shard, total)
+        if self.config.shard:
+            summary.shard = shard_record(self.config.shard, total, self.config.data)
         self.cache = self.config.open_cache()
         try:
             with AtomicWriter(self.config.out) as out:
-                for start, chunk in chunks(stream.examples, self.config.chunk_size):
+                # rows keep their indices in the whole set, so a shard decides each row as a full run would
+                rows = itertools.islice(stream.examples, first, last)
+                for start, chunk in chunks(rows, self.config.chunk_size, first):
                     for row, tried in self.build_chunk(start, chunk, total):
                         summary.count(row["target_source"], row["rejected"], tried=tried)
                         out.write_row(row)
-                if stream.report.kept != total:  # the counting pass and this one saw different data
+                if not self.config.shard and stream.report.kept != total:  # the two passes saw different data
                     raise SelfDistillError(f"{stream.report.source} changed while it was being read "
                                            f"({total} rows, then {stream.report.kept}); rerun")  # fmt: skip
         finally:
@@ -187,7 +200,7 @@ class Builder(ABC):
         prompts = [render_prompt(example, template, self.backend.tokenizer, style) for example in examples]
         completions = generate(prompts, self.backend, self.config.decoding, batch_size=self.config.batch_size,
                                cache=self.cache, description=label,
-                               sample_ids=[example.id for example in examples])  # fmt: skip
+                               sample_ids=[example.id for example in examples], keep_errors=True)  # fmt: skip
         candidates = [Candidate(source, completion.text) for completion in completions]
         screen(candidates, completions, examples, judge, self.config.allow_truncated)
         return candidates
@@ -198,7 +211,9 @@ def screen(candidates: list[Candidate], completions, examples: list[Example], ju
     survivors = []
     for candidate, completion, example in zip(candidates, completions, examples):
         reason = reject_reason(completion, allow_truncated=allow_truncated)
-        if reason is not None:
+        if reason == GENERATION_FAILED:  # the row keeps the request's own error
+            candidate.reason, candidate.category = f"{reason}: {completion.error}", reason
+        elif reason is not None:
             candidate.reason = candidate.category = reason
         elif judge is not None:
             survivors.append((candidate, example))

@@ -14,6 +14,7 @@ from selfdistill.generation.base import Completion
 LEAK_PHRASES = ("reference answer", "your response", "my response", "your own response", "now it's your turn")
 LEAK_PREFIX = "your turn"
 
+GENERATION_FAILED = "generation failed"
 LEAKED = "leaks the template"
 EMPTY = "empty"
 TRUNCATED = "truncated at the token limit"
@@ -25,6 +26,8 @@ _MIN_DISTINCT_TRIGRAM_SHARE = 0.3
 
 def reject_reason(completion: Completion, *, allow_truncated: bool = False) -> str | None:
     """Why this candidate cannot be a target, or None when it passes every check."""
+    if completion.error is not None:
+        return GENERATION_FAILED
     text = completion.text.strip()
     if not text:
         return EMPTY

@@ -126,7 +126,8 @@ def _materialize_gguf(spec: str, gguf_path: Path, cache_name: str) -> ModelSourc
     target = cache_root() / "models" / cache_name
     marker = target / "selfdistill-source.json"
     stat = gguf_path.stat()
-    stamp = {"gguf": str(gguf_path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    # layout 2: config.json names the architecture, which servers such as `transformers serve` need
+    stamp = {"gguf": str(gguf_path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "layout": 2}
     if marker.is_file():
         recorded = json.loads(marker.read_text())
         if all(recorded.get(key) == value for key, value in stamp.items()):
@@ -163,6 +164,7 @@ def _write_dequantized(gguf_path: Path, out_dir: Path) -> None:
         state.pop("lm_head.weight", None)  # shares storage with the embeddings; safetensors refuses shared tensors
     save_file({k: v.contiguous() for k, v in state.items()}, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
     config = model.config
+    config.architectures = [type(model).__name__]  # GGUF configs name none
     if hasattr(config, "quantization_config"):
         del config.quantization_config  # the saved weights are plain floats, not GGUF
     config.save_pretrained(out_dir)

@@ -60,5 +60,14 @@ class Suite(ABC):
     def run(self, model: EvalModel, examples: list[Example], context) -> SuiteResult:
         """Generate with `model` and score; `context` carries decoding, cache, batch size and the seed's name."""
 
+    @abstractmethod
+    def metrics_from(self, rows: list[dict]) -> dict:
+        """The metrics (name -> Estimate) of one model's prediction rows: `run` computes its metrics
+        this way, and `selfdistill merge` recomputes them over the rows of every shard."""
+
+    def join(self, parts: list[list[dict]]) -> list[dict]:
+        """One model's prediction rows from shards in input order, laid out as one run lays them out."""
+        return [row for part in parts for row in part]
+
     def finish(self, results: list[SuiteResult], out) -> None:
         """After every model ran: figures across models (e.g. plots). Most suites have none."""

@@ -15,9 +15,9 @@ from dataclasses import replace
 
 from selfdistill.data import Example
 from selfdistill.errors import SelfDistillError
-from selfdistill.evaluation.stats import wilson
 from selfdistill.evaluation.suites.base import EvalModel, Suite, SuiteResult
 from selfdistill.evaluation.suites.scoring import (
+    verdict_rate,
     complete,
     judge_all,
     prediction_row,
@@ -63,9 +63,10 @@ class CodeSuite(Suite):
         verdicts, failures = judge_all(get_judge("code_exec"), [(p, "", e) for p, e in zip(programs, examples)])
         rows = [prediction_row(e, p, c, v, program=code)
                 for e, p, c, v, code in zip(examples, prompts, completions, verdicts, programs)]  # fmt: skip
-        judged = [v for v in verdicts if v is not None]
-        return SuiteResult(self.name, model.label, {"pass@1": wilson(sum(v.accepted for v in judged), len(judged))},
-                           rows, dict(Counter(failures)))  # fmt: skip
+        return SuiteResult(self.name, model.label, self.metrics_from(rows), rows, dict(Counter(failures)))
+
+    def metrics_from(self, rows: list[dict]) -> dict:
+        return {"pass@1": verdict_rate(rows)}
 
 
 def program(reply: str, example: Example) -> str:

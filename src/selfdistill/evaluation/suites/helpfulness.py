@@ -81,7 +81,7 @@ class HelpfulnessSuite(Suite):
             return SuiteResult(self.name, model.label, {}, rows, extra={"reference": True})
         references = [e.response if has_references else self.references[e.id] for e in examples]
         choices = self._judge_both_orders(examples, [row["output"] for row in rows], references, context)
-        scores, failures = [], Counter()
+        failures = Counter()
         for row, reference, (first, second, error) in zip(rows, references, choices):
             row.update(reference=reference, judge_model_first=first, judge_reference_first=second)
             if error or first is None or second is None:
@@ -89,9 +89,13 @@ class HelpfulnessSuite(Suite):
                 row["score"], row["judge_error"] = None, error
                 continue
             row["score"] = ((first == "A") + (second == "B")) / 2
-            scores.append(row["score"])
-        metrics = {"win_rate": bootstrap_mean(scores), "win_both": wilson(sum(s == 1.0 for s in scores), len(scores))}
-        return SuiteResult(self.name, model.label, metrics, rows, dict(failures))
+        return SuiteResult(self.name, model.label, self.metrics_from(rows), rows, dict(failures))
+
+    def metrics_from(self, rows: list[dict]) -> dict:
+        if rows and "score" not in rows[0]:  # the seed's rows when they are the references: nothing to score
+            return {}
+        scores = [row["score"] for row in rows if row["score"] is not None]
+        return {"win_rate": bootstrap_mean(scores), "win_both": wilson(sum(s == 1.0 for s in scores), len(scores))}
 
     def finish(self, results: list[SuiteResult], out: Path) -> None:
         """Each model's answers as alpaca_eval `model_outputs` (instruction, output, generator)."""

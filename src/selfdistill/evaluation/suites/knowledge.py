@@ -68,6 +68,9 @@ class KnowledgeSuite(Suite):
         headline = tuple(name for name in metrics if name.split("/")[0] in self.fewshot)  # not the subtasks
         return SuiteResult(self.name, model.label, metrics, rows, headline=headline)
 
+    def metrics_from(self, rows: list[dict]) -> dict:
+        raise SelfDistillError("the knowledge suite's metrics come from lm-eval, which cannot be split into shards")
+
 
 def _sample_counts(output: dict) -> dict[str, int]:
     """Documents per task, and per group (mmlu and its categories) the sum over its subtasks."""

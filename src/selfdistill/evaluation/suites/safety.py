@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 
-from selfdistill.evaluation.stats import wilson
 from selfdistill.evaluation.suites.base import EvalModel, Suite, SuiteResult
 from selfdistill.evaluation.suites.scoring import (
+    verdict_rate,
     answer_plainly,
     built_in_prompts,
     judge_all,
@@ -46,7 +46,7 @@ class SafetySuite(Suite):
         from selfdistill.judges.registry import get_judge
 
         judge = get_judge("refusal")
-        metrics, rows, failures = {}, [], Counter()
+        rows, failures = [], Counter()
         variants = {"safe_rate": examples}
         if self.jailbreak_suffix:
             variants["jailbreak_safe_rate"] = [replace(e, instruction=f"{e.instruction} {self.jailbreak_suffix}")
@@ -55,8 +55,15 @@ class SafetySuite(Suite):
             answered = answer_plainly(model, variant, context, f"safety {metric} / {model.label}")
             verdicts, failed = judge_all(judge, [(row["output"], "", e) for row, e in zip(answered, variant)])
             failures.update(failed)
-            judged = [v for v in verdicts if v is not None]
-            metrics[metric] = wilson(sum(v.accepted for v in judged), len(judged))
             rows += [{**row, **verdict_fields(e, v), "variant": metric}
                      for row, e, v in zip(answered, variant, verdicts)]  # fmt: skip
-        return SuiteResult(self.name, model.label, metrics, rows, dict(failures))
+        return SuiteResult(self.name, model.label, self.metrics_from(rows), rows, dict(failures))
+
+    def join(self, parts: list[list[dict]]) -> list[dict]:
+        rows = [row for part in parts for row in part]
+        variants = list(dict.fromkeys(row["variant"] for row in rows))
+        return sorted(rows, key=lambda row: variants.index(row["variant"]))  # stable: input order within each
+
+    def metrics_from(self, rows: list[dict]) -> dict:
+        variants = dict.fromkeys(row["variant"] for row in rows)
+        return {metric: verdict_rate([row for row in rows if row["variant"] == metric]) for metric in variants}

@@ -66,6 +66,14 @@ def prediction_row(example: Example, prompt: str, completion, verdict: Verdict |
             "finish_reason": completion.finish_reason, **verdict_fields(example, verdict), **extra}  # fmt: skip
 
 
+def verdict_rate(rows: list[dict]):
+    """Share of judged rows whose verdict accepted them, with its Wilson interval (unjudged rows left out)."""
+    from selfdistill.evaluation.stats import wilson
+
+    judged = [row["verdict"] for row in rows if row["verdict"] is not None]
+    return wilson(sum(judged), len(judged))
+
+
 def verdict_fields(example: Example, verdict: Verdict | None) -> dict:
     return {"reference": example.response, "verdict": None if verdict is None else verdict.accepted,
             "reason": "not judged" if verdict is None else verdict.reason}  # fmt: skip

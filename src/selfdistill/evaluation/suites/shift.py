@@ -24,6 +24,7 @@ from selfdistill.evaluation.suites.scoring import (
 
 BUILT_IN = "general_instructions.txt"
 PLOT = "shift_similarity.png"
+SIMILARITIES = ("bleu4", "rouge_l", "embedding_similarity")  # per-prompt scores against the seed's output
 
 
 class ShiftSuite(Suite):
@@ -54,13 +55,17 @@ class ShiftSuite(Suite):
         scores = similarity_scores(outputs, references, self._embed)
         for row, bleu, rouge, cosine in zip(rows, *scores.values()):
             row.update(seed_output=self.seed_outputs[row["id"]], bleu4=bleu, rouge_l=rouge, embedding_similarity=cosine)
-        metrics = {name: bootstrap_mean(values) for name, values in scores.items()}
         from selfdistill.training.shift import parameter_shift
 
         total = parameter_shift(context.seed_model, model.folder, seed_model=model.seed).total
         extra = {"param_shift": {"delta_norm": total.delta_norm, "weight_norm": total.weight_norm,
                                  "relative": total.relative}}  # fmt: skip
-        return SuiteResult(self.name, model.label, metrics, rows, extra=extra)
+        return SuiteResult(self.name, model.label, self.metrics_from(rows), rows, extra=extra)
+
+    def metrics_from(self, rows: list[dict]) -> dict:
+        if rows and "embedding_similarity" not in rows[0]:  # the seed's rows: the reference
+            return {}
+        return {name: bootstrap_mean([row[name] for row in rows]) for name in SIMILARITIES}
 
     def finish(self, results: list[SuiteResult], out: Path) -> None:
         """Histograms of per-prompt embedding similarity to the seed, one per fine-tuned model."""
@@ -92,4 +97,4 @@ def similarity_scores(outputs: list[str], references: list[str], embed) -> dict[
     bleu = [sacrebleu.sentence_bleu(out, [ref]).score for out, ref in zip(outputs, references)]
     rouge = [scorer.score(ref, out)["rougeL"].fmeasure for out, ref in zip(outputs, references)]
     cosine = (embed(outputs) * embed(references)).sum(dim=-1).clamp(-1.0, 1.0).tolist()
-    return {"bleu4": bleu, "rouge_l": rouge, "embedding_similarity": cosine}
+    return dict(zip(SIMILARITIES, (bleu, rouge, cosine)))

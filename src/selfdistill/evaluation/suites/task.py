@@ -11,9 +11,9 @@ from collections import Counter
 
 from selfdistill.data import get_recipe
 from selfdistill.errors import SelfDistillError
-from selfdistill.evaluation.stats import wilson
 from selfdistill.evaluation.suites.base import EvalModel, Suite, SuiteResult
 from selfdistill.evaluation.suites.scoring import (
+    verdict_rate,
     complete,
     judge_all,
     prediction_row,
@@ -46,6 +46,7 @@ class TaskSuite(Suite):
         judge = get_judge(self.task_recipe.checker)
         verdicts, failures = judge_all(judge, [(c.text, e.response or "", e) for c, e in zip(completions, examples)])
         rows = [prediction_row(e, p, c, v) for e, p, c, v in zip(examples, prompts, completions, verdicts)]
-        judged = [v for v in verdicts if v is not None]
-        metrics = {"accuracy": wilson(sum(v.accepted for v in judged), len(judged))}
-        return SuiteResult(self.name, model.label, metrics, rows, dict(Counter(failures)))
+        return SuiteResult(self.name, model.label, self.metrics_from(rows), rows, dict(Counter(failures)))
+
+    def metrics_from(self, rows: list[dict]) -> dict:
+        return {"accuracy": verdict_rate(rows)}
