@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench-generation bench-distill bench-training clean-venv
+.PHONY: demo test bench-generation bench-distill bench-serving bench-training clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,6 +27,9 @@ bench-generation: $(STAMP)
 
 bench-distill: $(STAMP)
 	$(PY) benchmarks/distill_speed.py --data ../shared/data/gsm8k_train.json
+
+bench-serving: $(STAMP)
+	$(PY) benchmarks/serving_speed.py --data ../shared/data/gsm8k_train.json
 
 bench-training: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"

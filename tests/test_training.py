@@ -238,7 +238,7 @@ def _train_cmd(model_dir, data, out, *extra) -> list[str]:
 
 
 def test_kill_9_then_resume_ends_on_the_same_loss_curve(tmp_path, data_file, tiny_model_dir):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # two CPU processes, on any machine
     steps = ["--max-steps", "300", "--save-steps", "20"]  # dropout on: the RNG state must resume too
     victim = subprocess.Popen(_train_cmd(tiny_model_dir, data_file, tmp_path / "killed", *steps), env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -314,7 +314,7 @@ def test_shift_params_names_a_seed_that_does_not_fit(tmp_path, data_file, tiny_m
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path, tiny_model_dir):
     data = tmp_path / "train.json"  # 41 rows: 5 steps of 8, then a step of 1 row (one process runs a filler)
     data.write_text(json.dumps([{"instruction": e.instruction, "output": e.response} for e in examples(41)]))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # two CPU processes, on any machine
     common = ["--epochs", "1", "--lora-dropout", "0", "--precision", "fp32"]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     two = _train_cmd(tiny_model_dir, data, tmp_path / "ddp", *common)[1:]  # batch 2 x accum 2 x 2 processes

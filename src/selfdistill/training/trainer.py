@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -85,6 +86,11 @@ def run_train(config: TrainConfig) -> TrainSummary:
     from selfdistill.training.loss import CompletionLoss
 
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if device_type == "cuda" and local_processes > torch.cuda.device_count():
+        raise SelfDistillError(f"{local_processes} processes on this machine but {torch.cuda.device_count()} visible "
+                               "GPU(s): launch one process per GPU, or set CUDA_VISIBLE_DEVICES='' to train on "
+                               "the CPU")  # fmt: skip
     bf16 = use_bf16(config.precision, device_type)
     # the main process may spend long alone (merging, writing a checkpoint) while the others wait
     patience = InitProcessGroupKwargs(timeout=datetime.timedelta(hours=2))
