@@ -410,3 +410,16 @@ def test_sharded_evaluation_merges_to_the_unsharded_metrics(tmp_path, tiny_model
 
     with pytest.raises(SelfDistillError, match="missing shard"):
         merge(tmp_path / "x", [tmp_path / "s0"])
+
+
+def test_experiments_hand_the_backend_and_its_options_to_every_generating_stage(tmp_path, write_math_file):
+    from selfdistill.experiments import ExperimentConfig
+
+    config = ExperimentConfig(out=str(tmp_path / "x"), data=str(write_math_file(4)), recipe="gsm8k", backend="openai",
+                              base_url="http://node:8000/v1", concurrency=32, api="completions")  # fmt: skip
+    for stage in (config.distill_config("d.jsonl"), config.select_config("s.jsonl"), config.eval_config("math", "e")):
+        assert (stage.backend, stage.base_url, stage.concurrency) == ("openai", "http://node:8000/v1", 32)
+    with pytest.raises(SelfDistillError, match="knowledge suite .* --backend transformers"):
+        ExperimentConfig(out="x", data=str(write_math_file(4)), recipe="gsm8k", backend="vllm", suites=("knowledge",))
+    with pytest.raises(SelfDistillError, match="unknown generation backend 'vlm' \\(did you mean 'vllm'"):
+        ExperimentConfig(out="x", data=str(write_math_file(4)), backend="vlm")
