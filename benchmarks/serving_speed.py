@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -28,8 +28,8 @@ from selfdistill.models import resolve_model
 
 
 def start_server(model_dir: str, port: int, hub_cache: str, device: str) -> subprocess.Popen:
-    command = [shutil.which("transformers") or "transformers", "serve", model_dir, "--host", "127.0.0.1",
-               "--port", str(port), "--continuous-batching", "--device", device]  # fmt: skip
+    command = [sys.executable, "-c", "from transformers.cli.transformers import main; main()", "serve", model_dir,
+               "--host", "127.0.0.1", "--port", str(port), "--continuous-batching", "--device", device]  # fmt: skip
     server = subprocess.Popen(command, env={**os.environ, "HF_HUB_CACHE": hub_cache},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 180
@@ -68,6 +68,7 @@ def timed_distill(args, out: Path, backend_name: str, **options) -> dict:
     started = time.perf_counter()
     summary = run_distill(config, backend)
     seconds = time.perf_counter() - started
+    print(f"{backend_name} {options}: {summary.rows} rows, {new_tokens} new tokens in {seconds:.1f} s", flush=True)
     return {"seconds": seconds, "rows": summary.rows, "new_tokens": new_tokens,
             "distilled": summary.targets.get("distilled", 0), "errors": len(summary.request_errors)}  # fmt: skip
 

@@ -68,7 +68,7 @@ def run_trl(args, out_dir: str, results) -> None:
     config = SFTConfig(
         output_dir=out_dir, per_device_train_batch_size=args.batch_size, gradient_accumulation_steps=1,
         num_train_epochs=1, learning_rate=1e-4, lr_scheduler_type="cosine", warmup_steps=0.03, bf16=True,
-        use_cpu=True, max_length=args.max_length, completion_only_loss=True, logging_steps=1,
+        use_cpu=not torch.cuda.is_available(), max_length=args.max_length, completion_only_loss=True, logging_steps=1,
         save_strategy="no", report_to="none", train_sampling_strategy="group_by_length", seed=0,
         disable_tqdm=True,
     )  # fmt: skip

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -29,6 +28,8 @@ from selfdistill.generation.config import DecodingConfig
 from selfdistill.io import read_jsonl
 
 FAKE_VLLM = Path(__file__).parent / "fake_vllm"
+# `transformers serve` with this interpreter, whether or not the venv's scripts are on PATH
+SERVE = [sys.executable, "-c", "from transformers.cli.transformers import main; main()", "serve"]
 PROMPTS = ["What is 2+2?", "Name a colour.", "Say hello.", "What is the capital of France?", "Count to three.",
            "Name a fruit.", "What is 3*3?", "Give me a word that rhymes with cat."]  # fmt: skip
 
@@ -48,8 +49,8 @@ class Server:
         self.process = None
 
     def start(self) -> None:
-        command = [shutil.which("transformers") or "transformers", "serve", self.model_dir, "--host", "127.0.0.1",
-                   "--port", str(self.port), "--continuous-batching", "--device", "cpu"]  # fmt: skip
+        command = [*SERVE, self.model_dir, "--host", "127.0.0.1", "--port", str(self.port), "--continuous-batching",
+                   "--device", "cpu"]  # fmt: skip
         env = {**os.environ, "HF_HUB_CACHE": str(self.hub_cache), "HF_HUB_OFFLINE": "1"}
         self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120

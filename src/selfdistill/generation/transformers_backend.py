@@ -8,7 +8,8 @@ cache is preallocated, and the LM head runs only at the last position.
 Precision: where the hardware has bf16 units (AMX/AVX512-BF16 CPUs, Ampere+ GPUs) the weights are
 bf16 by default. On a 2-core AMX CPU that doubles throughput over fp32, where bf16 autocast gains
 only ~10% (benchmarks/RESULTS.md); greedy text then drifts from fp32's after some tokens. fp32 is
-exactly equal to one-prompt-at-a-time greedy decoding. Each row samples from its own seeded
+exactly equal to one-prompt-at-a-time greedy decoding on the CPU (on CUDA, kernels picked per batch
+shape can flip near-tied tokens). Each row samples from its own seeded
 generator, so a sample does not depend on which other prompts share its batch.
 """
 

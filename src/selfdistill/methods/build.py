@@ -173,7 +173,7 @@ class Builder(ABC):
         try:
             with AtomicWriter(self.config.out) as out:
                 # rows keep their indices in the whole set, so a shard decides each row as a full run would
-                rows = itertools.islice(stream.examples, first, last)
+                rows = itertools.islice(stream.examples, first, last) if self.config.shard else stream.examples
                 for start, chunk in chunks(rows, self.config.chunk_size, first):
                     for row, tried in self.build_chunk(start, chunk, total):
                         summary.count(row["target_source"], row["rejected"], tried=tried)
