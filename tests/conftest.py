@@ -106,3 +106,37 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer, tiny_model):
     tiny_model.save_pretrained(path)
     tiny_tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture
+def stub_server():
+    """Start stand-ins for an OpenAI-compatible server on 127.0.0.1: `stub_server(answer)` returns
+    its base URL, and each POST's JSON body goes to `answer(body)`, which returns (status, reply,
+    headers), the reply a dict (sent as JSON) or bytes. All are stopped after the test."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    servers = []
+
+    def start(answer) -> str:
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                status, reply, headers = answer(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                data = json.dumps(reply).encode() if isinstance(reply, dict) else reply
+                self.send_response(status)
+                for name, value in {**headers, "Content-Length": str(len(data))}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+    yield start
+    for server in servers:
+        server.shutdown()

@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -172,37 +171,20 @@ def test_a_wrong_base_url_gives_an_error_per_row_and_a_failing_exit(tmp_path, ti
 
 
 @pytest.fixture
-def flaky_server():
+def flaky_server(stub_server):
     """/v1/completions: a prompt containing FAIL always gets 503; every other prompt gets one 429
     (with Retry-After: 0), then its answer. Counts the requests per prompt."""
     seen: dict[str, int] = {}
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            prompt = body["prompt"]
-            seen[prompt] = seen.get(prompt, 0) + 1
-            if "FAIL" in prompt or seen[prompt] == 1:
-                self.send_response(503 if "FAIL" in prompt else 429)
-                self.send_header("Retry-After", "0")
-                self.end_headers()
-                self.wfile.write(b"busy")
-                return
-            answer = json.dumps({"choices": [{"text": f"ok {len(prompt)}", "finish_reason": "stop"}],
-                                 "usage": {"completion_tokens": 2}}).encode()  # fmt: skip
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
+    def answer(body):
+        prompt = body["prompt"]
+        seen[prompt] = seen.get(prompt, 0) + 1
+        if "FAIL" in prompt or seen[prompt] == 1:
+            return (503 if "FAIL" in prompt else 429), b"busy", {"Retry-After": "0"}
+        return 200, {"choices": [{"text": f"ok {len(prompt)}", "finish_reason": "stop"}],
+                     "usage": {"completion_tokens": 2}}, {}  # fmt: skip
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
-    server.shutdown()
+    return stub_server(answer), seen
 
 
 def test_server_errors_are_retried_then_recorded_on_their_rows(flaky_server, tmp_path, tiny_model_dir):
@@ -238,27 +220,13 @@ def test_a_build_records_failed_requests_on_rows_and_exits_non_zero(flaky_server
     assert rows[1]["target_source"] == "distilled"
 
 
-def test_a_wrong_key_or_model_stops_the_run(tmp_path, tiny_model_dir):
+def test_a_wrong_key_or_model_stops_the_run(tmp_path, tiny_model_dir, stub_server):
     from selfdistill.generation.openai_backend import OpenAIBackend
 
-    class NotFound(BaseHTTPRequestHandler):
-        def do_POST(self):
-            self.send_response(404)
-            self.end_headers()
-            self.wfile.write(b"no such model")
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        backend = OpenAIBackend(str(tiny_model_dir), base_url=f"http://127.0.0.1:{server.server_address[1]}/v1",
-                                served_model="nope")  # fmt: skip
-        with pytest.raises(SelfDistillError, match="model 'nope'.*HTTP 404: no such model"):
-            backend.generate_batch(["a", "b"], DecodingConfig(max_new_tokens=2), [0, 0])
-    finally:
-        server.shutdown()
+    url = stub_server(lambda body: (404, b"no such model", {}))
+    backend = OpenAIBackend(str(tiny_model_dir), base_url=url, served_model="nope")
+    with pytest.raises(SelfDistillError, match="model 'nope'.*HTTP 404: no such model"):
+        backend.generate_batch(["a", "b"], DecodingConfig(max_new_tokens=2), [0, 0])
 
 
 def test_openai_request_bodies_map_our_decoding(tiny_model_dir):

@@ -287,38 +287,19 @@ def test_knowledge_suite_runs_lm_eval_on_a_local_task(tmp_path, lora_run, tiny_m
 
 
 @pytest.fixture
-def chat_server():
+def chat_server(stub_server):
     """An OpenAI-compatible /v1/chat/completions server on 127.0.0.1 with scripted behaviour: a
     message containing FAIL always gets HTTP 500, every other message first gets one 429, then "A"."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     seen: dict[str, int] = {}
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            text = body["messages"][0]["content"]
-            seen[text] = seen.get(text, 0) + 1
-            if "FAIL" in text or seen[text] == 1:
-                self.send_response(500 if "FAIL" in text else 429)
-                self.end_headers()
-                return
-            answer = json.dumps({"choices": [{"message": {"content": "A"}}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
+    def answer(body):
+        text = body["messages"][0]["content"]
+        seen[text] = seen.get(text, 0) + 1
+        if "FAIL" in text or seen[text] == 1:
+            return (500 if "FAIL" in text else 429), b"", {}
+        return 200, {"choices": [{"message": {"content": "A"}}]}, {}
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
-    server.shutdown()
+    return stub_server(answer), seen
 
 
 def test_endpoint_judge_retries_and_records_failures_per_sample(chat_server, monkeypatch, tmp_path, tiny_model_dir):
@@ -347,28 +328,13 @@ def test_python_api_evaluate_takes_the_cli_options(tmp_path, tiny_model_dir):
     assert [(r.model, r.suite, r.metrics["safe_rate"].count) for r in report.results] == [("seed", "safety", 2)]
 
 
-def test_endpoint_setup_errors_stop_the_run_and_the_write_guard_covers_low_level_routes(tmp_path):
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
+def test_endpoint_setup_errors_stop_the_run_and_the_write_guard_covers_low_level_routes(tmp_path, stub_server):
     from selfdistill.judges.code_exec import run_program
     from selfdistill.judges.endpoint import ChatEndpoint
 
-    class Unauthorised(BaseHTTPRequestHandler):
-        def do_POST(self):
-            self.send_response(401)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Unauthorised)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        with pytest.raises(SelfDistillError, match="HTTP 401"):
-            ChatEndpoint("judge", base_url=f"http://127.0.0.1:{server.server_address[1]}/v1").complete_many(["hi"], 4)
-    finally:
-        server.shutdown()
+    url = stub_server(lambda body: (401, b"", {}))
+    with pytest.raises(SelfDistillError, match="HTTP 401"):
+        ChatEndpoint("judge", base_url=url).complete_many(["hi"], 4)
 
     target = tmp_path / "escaped.txt"
     for attempt in (f"import io\nio.FileIO({str(target)!r}, 'w')", f"import posix\nposix.open({str(target)!r}, 65)",

@@ -14,12 +14,12 @@ folder's digest, so a retrained run never reads the old one's cached outputs.
 from __future__ import annotations
 
 import copy
-import hashlib
 from pathlib import Path
 
 from selfdistill.errors import SelfDistillError
 from selfdistill.evaluation.suites.base import EvalModel
 from selfdistill.models import ModelSource, load_model
+from selfdistill.models.runs import lora_rank, run_digest, run_kind
 
 
 def eval_models(seed_spec: str, adapters: tuple[str, ...], options):
@@ -43,7 +43,7 @@ def _served_models(seed_spec: str, adapters: tuple[str, ...], options):
     from selfdistill.generation.backends import make_backend
 
     settings = options.backend_options()
-    loras = [folder for folder in adapters if _kind(Path(folder)) == "lora"]
+    loras = [folder for folder in adapters if run_kind(Path(folder)) == "lora"]
     if options.backend == "vllm" and loras:  # the seed's engine serves every adapter
         settings["max_lora_rank"] = max(lora_rank(Path(folder)) for folder in loras)
     seed = make_backend(options.backend, seed_spec, **settings)
@@ -51,53 +51,15 @@ def _served_models(seed_spec: str, adapters: tuple[str, ...], options):
     for label, folder in zip(_labels(adapters), adapters):
         if options.backend == "openai":
             backend = make_backend("openai", seed_spec, **{**settings, "served_model": label}, adapter=folder)
-        elif _kind(Path(folder)) == "lora":
+        elif run_kind(Path(folder)) == "lora":
             backend = make_backend("vllm", seed_spec, **settings, adapter=folder)
         else:
             backend = make_backend("vllm", folder, **settings)
         yield EvalModel(label, backend, backend.tokenizer, folder)
 
 
-def run_digest(folder: str | Path) -> str:
-    """Changes whenever a run folder's weights change: its adapter's config and weights, or its
-    model directory's fingerprint."""
-    folder = Path(folder)
-    if _kind(folder) == "lora":
-        weights = _adapter_weights(folder)
-        return hashlib.sha256((folder / "adapter_config.json").read_bytes() + weights.read_bytes()).hexdigest()[:16]
-    from selfdistill.models import resolve_model
-
-    return resolve_model(str(folder)).fingerprint
-
-
-def _kind(folder: Path) -> str:
-    if not folder.is_dir():
-        raise SelfDistillError(f"--adapter {folder}: no such directory")
-    if (folder / "adapter_config.json").is_file():
-        return "lora"
-    if (folder / "config.json").is_file():
-        return "full"
-    raise SelfDistillError(f"--adapter {folder} holds neither a PEFT adapter nor a model")
-
-
-def _adapter_weights(folder: Path) -> Path:
-    weights = [p for p in (folder / "adapter_model.safetensors", folder / "adapter_model.bin") if p.is_file()]
-    if not weights:
-        raise SelfDistillError(f"--adapter {folder}: adapter_config.json but no adapter_model weights")
-    return weights[0]
-
-
-def lora_rank(folder: Path) -> int:
-    import json
-
-    try:
-        return int(json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))["r"])
-    except (ValueError, KeyError, TypeError) as err:
-        raise SelfDistillError(f"--adapter {folder}: adapter_config.json has no LoRA rank 'r' ({err})") from None
-
-
 def _fine_tuned(seed, folder: Path):
-    if _kind(folder) == "lora":
+    if run_kind(folder) == "lora":
         from selfdistill.training.adapters import load_adapter
 
         try:

@@ -16,7 +16,7 @@ Retry-After), which rides out a server restart; a request that still fails comes
 `error` set, for its row alone, and is not cached, so a rerun retries just those rows. 401, 403
 and 404 mean a wrong key, URL or model name: the run stops at once. Once a request has spent all
 its retries on connection errors the endpoint counts as down, and the requests after it try once
-each (until one succeeds), so a wrong URL fails in seconds rather than after every row's backoff.
+each (until one succeeds), so a wrong URL costs one request's backoff rather than every row's.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from selfdistill.errors import SelfDistillError
 from selfdistill.generation.base import Completion, GenerationBackend
 from selfdistill.generation.config import DecodingConfig
+from selfdistill.models.runs import run_digest
 
 APIS = ("completions", "chat")
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"  # where `vllm serve` listens by default
@@ -66,15 +67,16 @@ class OpenAIBackend(GenerationBackend):
             source = resolve_model(model)
             self.tokenizer = load_tokenizer(source)
             self.served_model = served_model or source.path
+            # the chat template already wrote BOS; a server that tokenizes with special tokens adds its own
+            bos = self.tokenizer.bos_token
+            adds_bos = bos and self.tokenizer("")["input_ids"][:1] == [self.tokenizer.bos_token_id]
+            self._server_bos = bos if adds_bos else None
         else:
             self.tokenizer = MessagesTokenizer()
             self.served_model = served_model or _local_path_or_name(model)
+            self._server_bos = None
         self._down = False  # set once a request exhausted its retries on connection errors
-        self._run = ""
-        if adapter:
-            from selfdistill.evaluation.models import run_digest
-
-            self._run = f"+run:{run_digest(adapter)}"
+        self._run = f"+run:{run_digest(adapter)}" if adapter else ""
 
     @property
     def fingerprint(self) -> str:
@@ -109,14 +111,9 @@ class OpenAIBackend(GenerationBackend):
                                        "need api='completions'")  # fmt: skip
             body["messages"] = json.loads(prompt[len(MESSAGES_PREFIX) :])
         else:
-            body["prompt"] = self._strip_bos(prompt)
+            bos = self._server_bos
+            body["prompt"] = prompt[len(bos) :] if bos and prompt.startswith(bos) else prompt
         return body
-
-    def _strip_bos(self, prompt: str) -> str:
-        # The chat template already wrote BOS; a server that tokenizes with special tokens adds its own.
-        bos = self.tokenizer.bos_token
-        adds_bos = bos and self.tokenizer("", add_special_tokens=True)["input_ids"][:1] == [self.tokenizer.bos_token_id]
-        return prompt[len(bos) :] if adds_bos and prompt.startswith(bos) else prompt
 
     async def _complete_all(self, payloads: list[dict]) -> list[Completion]:
         import httpx2 as httpx
@@ -168,9 +165,10 @@ class OpenAIBackend(GenerationBackend):
 
     def _parse(self, response) -> Completion:
         try:
-            choice = response.json()["choices"][0]
+            answer = response.json()
+            choice = answer["choices"][0]
             text = (choice["message"]["content"] if self.api == "chat" else choice["text"]) or ""
-            usage = response.json().get("usage") or {}
+            usage = answer.get("usage") or {}
         except (ValueError, KeyError, IndexError, TypeError) as err:
             return _failed(f"unexpected response: {type(err).__name__}: {err}: {response.text[:200]}")
         num_tokens = usage.get("completion_tokens")

@@ -20,6 +20,7 @@ from pathlib import Path
 from selfdistill.errors import SelfDistillError
 from selfdistill.generation.base import Completion, GenerationBackend
 from selfdistill.generation.config import DecodingConfig
+from selfdistill.models.runs import lora_rank, run_digest
 
 INSTALL_HINT = "the vllm backend needs vLLM (Linux, NVIDIA GPU): pip install 'selfdistill[vllm]'"
 DTYPES = {"auto": "auto", "bf16": "bfloat16", "fp32": "float32"}
@@ -46,13 +47,11 @@ class VLLMBackend(GenerationBackend):
         self.tokenizer = load_tokenizer(source)
         self.adapter = adapter
         if adapter and not max_lora_rank:
-            from selfdistill.evaluation.models import lora_rank
-
             max_lora_rank = lora_rank(Path(adapter))
         self.engine_options = engine_options(source.path, precision, tensor_parallel, gpu_memory_utilization,
                                              max_lora_rank)  # fmt: skip
         self.data_parallel = data_parallel
-        self._fingerprint = f"vllm:{source.fingerprint}:{precision}" + (f"+lora:{_digest(adapter)}" if adapter else "")
+        self._fingerprint = f"vllm:{source.fingerprint}:{precision}" + (f"+lora:{run_digest(adapter)}" if adapter else "")
 
     @property
     def fingerprint(self) -> str:
@@ -101,12 +100,6 @@ def sampling_options(decoding: DecodingConfig, seed: int) -> dict:
     if not decoding.greedy:
         options.update(top_p=decoding.top_p, seed=seed % 2**63)
     return options
-
-
-def _digest(folder: str) -> str:
-    from selfdistill.evaluation.models import run_digest
-
-    return run_digest(folder)
 
 
 class _Engine:
